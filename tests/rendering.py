@@ -1,0 +1,57 @@
+"""Render services from the template and install them, as a new user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+from cookiecutter.main import cookiecutter
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def render(output_dir: Path, **answers: str) -> Path:
+    """Run cookiecutter without prompts; returns the generated service's directory."""
+    rendered = cookiecutter(
+        str(REPO), no_input=True, output_dir=str(output_dir), extra_context=answers
+    )
+    return Path(rendered)
+
+
+def run_cookiecutter_cli(output_dir: Path, *answers: str) -> subprocess.CompletedProcess[str]:
+    """The `cookiecutter` command itself, for checking its exit code and messages."""
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(output_dir)]
+    return subprocess.run(
+        [*command, str(REPO), *answers], capture_output=True, text=True, timeout=120
+    )
+
+
+def install(service: Path) -> Path:
+    """A fresh virtualenv with the newest versions the service's ranges allow."""
+    env_dir = service / ".venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    run([*pip, "--upgrade", "--upgrade-strategy", "eager", "-e", f"{service}[dev]"], service)
+    return python
+
+
+def run(command: list[str], cwd: Path, timeout: float = 900) -> str:
+    """Run a command; on failure, fail with its whole output."""
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} failed ({result.returncode}) in {cwd}:\n"
+            f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+        )
+    return result.stdout
