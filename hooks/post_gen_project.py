@@ -5,7 +5,7 @@ from pathlib import Path
 
 SERVICE = "{{ cookiecutter.service_name }}"
 PACKAGE = "{{ cookiecutter.package_name }}"
-HTTP_API = {{ 'True' if cookiecutter.http_api else 'False' }}
+HTTP_API = "{{ cookiecutter.http_api }}" == "True"
 
 NOT_FOR_WORKERS = [
     Path("kong"),
@@ -31,9 +31,10 @@ Created {SERVICE}. Next steps:
   cd {SERVICE}
   python -m venv .venv && . .venv/bin/activate
   pip install -e '.[dev]'
-  pytest                  # unit tests, no server needed
-  {SERVICE}               # run it (needs Kafka; Consul and Jaeger are optional)
-From the platform repository, ./deploy-all.sh starts it with everything it needs.
+  pytest    # the unit tests need no server
+  {SERVICE}
+The service needs Kafka; Consul and Jaeger are optional. From the platform
+repository, ./deploy-all.sh starts it with everything it needs.
 """
     )
 

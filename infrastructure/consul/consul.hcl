@@ -1,0 +1,56 @@
+# Consul for the shared platform: one server that elects itself leader.
+# Checked with `consul validate infrastructure/consul/`.
+# In Docker this directory is mounted at /consul/config (see
+# docker-compose.infrastructure.yml); command-line flags such as -data-dir
+# take precedence over the values below.
+
+datacenter           = "dc1"
+data_dir             = "/consul/data"
+server               = true
+bootstrap_expect     = 1
+disable_update_check = true
+log_level            = "INFO"
+
+# Listen on every interface inside the container; the compose file publishes
+# the ports on 127.0.0.1 only.
+client_addr = "0.0.0.0"
+
+ports {
+  http     = 8500
+  dns      = 8600
+  grpc     = 8502
+  grpc_tls = -1
+}
+
+ui_config {
+  enabled = true
+}
+
+dns_config {
+  # <service>.service.consul answers with healthy instances only, so Kong
+  # never routes to an instance whose check is failing.
+  only_passing = true
+  # Answers through Kong's SRV lookups stay small; truncate rather than drop.
+  enable_truncate = true
+}
+
+# /v1/agent/metrics?format=prometheus needs a retention time to be enabled.
+telemetry {
+  prometheus_retention_time = "60s"
+  disable_hostname          = true
+}
+
+# ACLs are off on the local development platform. To turn them on:
+#
+#   acl {
+#     enabled                  = true
+#     default_policy           = "deny"
+#     enable_token_persistence = true
+#   }
+#
+# then run `consul acl bootstrap` once, create tokens with the policies each
+# client needs (services: service:write for their own name; Prometheus:
+# service:read + node:read; DNS: `consul acl set-agent-token dns <token>` with
+# a policy that reads services and nodes) and hand each client its token
+# through the CONSUL_HTTP_TOKEN environment variable (an .env file that is
+# never committed). No token belongs in this file.

@@ -1,0 +1,185 @@
+"""Generated services as local processes: install, start, wait until healthy, stop.
+
+Used by the integration tests and by `./deploy-all.sh --native`, so both run
+the services exactly the same way: each in its own virtualenv and process,
+configured only through environment variables, as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+import venv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from platform_native.servers import HOST, free_ports, pid_alive
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """What a service declares about itself in its pyproject.toml."""
+
+    directory: Path
+    name: str
+    topics: tuple[str, ...]
+    partitions: int
+    http_port: int
+    kong_snippet: Path | None
+
+    @classmethod
+    def read(cls, directory: Path) -> ServiceInfo:
+        project = tomllib.loads((directory / "pyproject.toml").read_text())
+        platform = project["tool"]["event-platform"]
+        snippet = platform.get("kong_snippet")
+        return cls(
+            directory=directory.resolve(),
+            name=project["project"]["name"],
+            topics=tuple(platform["topics"]),
+            partitions=int(platform["partitions"]),
+            http_port=int(platform["http_port"]),
+            kong_snippet=directory.resolve() / snippet if snippet else None,
+        )
+
+
+def install(directory: Path, *, upgrade: bool = False) -> Path:
+    """Install the service into `<directory>/.venv`; returns its console script."""
+    info = ServiceInfo.read(directory)
+    env_dir = directory / ".venv"
+    script = env_dir / "bin" / info.name
+    if script.exists() and not upgrade:
+        return script
+    venv.create(env_dir, with_pip=True, clear=True)
+    command = [
+        str(env_dir / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-e",
+        str(directory),
+    ]
+    subprocess.run(command, check=True, timeout=900)
+    return script
+
+
+@dataclass
+class ServiceProcess:
+    """One running instance of a service."""
+
+    info: ServiceInfo
+    script: Path
+    env: dict[str, str]
+    log_path: Path
+    http_port: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self, *, detach: bool = False) -> ServiceProcess:
+        self.http_port = self.http_port or free_ports(1)[0]
+        env = {**os.environ, **self.env, "HTTP_HOST": HOST, "HTTP_PORT": str(self.http_port)}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(self.script)],
+                cwd=self.info.directory,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as an orchestrator sends it; returns the exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def passing_instances(consul_http: str, service: str) -> list[dict[str, Any]]:
+    """Instances of `service` whose every check passes, as Consul's health API says."""
+    url = f"http://{consul_http}/v1/health/service/{service}?passing=true"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        entries: list[dict[str, Any]] = json.load(response)
+    return entries
+
+
+def wait_until_passing(
+    consul_http: str,
+    service: str,
+    count: int = 1,
+    timeout: float = 90.0,
+    process: ServiceProcess | None = None,
+) -> list[dict[str, Any]]:
+    """Wait until Consul reports `count` passing instances of `service`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            instances = passing_instances(consul_http, service)
+        except OSError:
+            instances = []
+        if len(instances) >= count:
+            return instances
+        if (
+            process is not None
+            and process.process is not None
+            and process.process.poll() is not None
+        ):
+            raise RuntimeError(
+                f"{service} exited with {process.process.returncode}:\n{process.log_tail()}"
+            )
+        if time.monotonic() > deadline:
+            tail = process.log_tail() if process else ""
+            raise TimeoutError(f"{service} not passing in Consul after {timeout:.0f}s\n{tail}")
+        time.sleep(0.25)
+
+
+def stop_pid(pid: int, timeout: float = 30.0) -> None:
+    """SIGTERM a detached service by pid, then SIGKILL if it will not go."""
+    if not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":  # pragma: no cover - a quick manual check
+    print(ServiceInfo.read(Path(sys.argv[1])))

@@ -1,0 +1,75 @@
+"""Pinned versions of the native platform servers and where their builds live.
+
+Every artifact is cached under ``<cache>/<name>-<version>/`` so a second run
+finds it and returns at once; bumping a version here is what triggers a rebuild.
+The versions are the newest ones that the package registries reachable from a
+sandbox actually serve (see the notes next to each constant).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Apache Kafka from Maven Central. Same version as the apache/kafka image in
+# docker-compose.infrastructure.yml. (kafka_2.13 4.4.0 resolves, but its
+# kafka-tools 4.4.0 does not, so 4.3.1 is the newest complete set.)
+KAFKA_VERSION = "4.3.1"
+KAFKA_SCALA_VERSION = "2.13"
+# Kafka logs through SLF4J 1.7; this is the log4j2 binding for SLF4J 1.x.
+LOG4J_VERSION = "2.24.3"
+
+# Consul built from the Go module github.com/hashicorp/consul. v1.21.0 is the
+# newest release whose nested modules (api, sdk, proto-public,
+# envoyextensions, troubleshoot) are all published at the versions its go.mod
+# requires; v1.21.5 and v1.22.0 require unpublished ones.
+CONSUL_VERSION = "1.21.0"
+
+# Jaeger v2 is released from the v1.x Go module tags: v1.76.0 is Jaeger 2.13.0.
+JAEGER_VERSION = "2.13.0"
+JAEGER_MODULE_VERSION = "1.76.0"
+
+# decK (Kong's declarative config tool), built from github.com/kong/deck.
+# The module proxy refuses (403) some of what newer releases need: v1.65.1
+# requires github.com/Kong/ai-deck-converter, v1.64.0 github.com/pb33f/doctor
+# v0.0.72, and v1.56-v1.63 are not served at all. v1.55.0 builds.
+DECK_VERSION = "1.55.0"
+
+# Prometheus and promtool, built from github.com/prometheus/prometheus (module
+# tag v0.315.0 is Prometheus 3.15.0, the compose image's version). Debian 12's
+# package (2.42.0) is built without Consul service discovery, so it rejects
+# infrastructure/prometheus/prometheus.yml; we build with Consul and DNS SD
+# (file and HTTP SD are always included).
+PROMETHEUS_VERSION = "3.15.0"
+PROMETHEUS_MODULE_VERSION = "0.315.0"
+PROMETHEUS_BUILD_TAGS = "remove_all_sd,enable_consul_sd,enable_dns_sd"
+
+# Go modules the binaries are built from.
+CONSUL_MODULE = "github.com/hashicorp/consul"
+JAEGER_MODULE = "github.com/jaegertracing/jaeger"
+DECK_MODULE = "github.com/kong/deck"
+PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
+
+
+def cache_dir() -> Path:
+    """Return the build cache, kept outside the repository so clones share it."""
+    configured = os.environ.get("PLATFORM_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return Path.home() / ".cache" / "event-platform"
+
+
+def artifact_dir(name: str, version: str) -> Path:
+    """Return ``<cache>/<name>-<version>``, the finished artifact for one tool."""
+    return cache_dir() / f"{name}-{version}"
+
+
+def pinned_versions() -> dict[str, str]:
+    """Return the pinned versions by tool name, for reports and ``build``."""
+    return {
+        "kafka": KAFKA_VERSION,
+        "consul": CONSUL_VERSION,
+        "jaeger": JAEGER_VERSION,
+        "deck": DECK_VERSION,
+        "prometheus": PROMETHEUS_VERSION,
+    }

@@ -1,0 +1,35 @@
+"""The HTTP API: accepts requests and turns them into events."""
+
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, status
+from faststream.kafka.publisher import DefaultPublisher
+from pydantic import BaseModel
+
+from . import events
+from .health import Readiness
+from .telemetry import current_trace_id
+
+
+class Accepted(BaseModel):
+    event_id: UUID
+    trace_id: str
+
+
+def create_router(publisher: DefaultPublisher, readiness: Readiness) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["value-models"])
+
+    @router.post(
+        "/value-models",
+        status_code=status.HTTP_202_ACCEPTED,
+        responses={503: {"description": "Kafka is not connected"}},
+    )
+    async def request_value_models(body: events.ValueModelSubject) -> Accepted:
+        """Publish a `value-model.requested` event; the work happens asynchronously."""
+        if not readiness.broker_started:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, readiness.reason)
+        event = events.ValueModelRequested(**body.model_dump())
+        await publisher.publish(event, key=event.company_name.encode())
+        return Accepted(event_id=event.event_id, trace_id=current_trace_id())
+
+    return router

@@ -1,0 +1,48 @@
+"""The Kafka handler: the work, and the event it produces."""
+
+import json
+from uuid import uuid4
+
+from faststream.kafka import KafkaBroker
+
+from value_architect.config import Settings
+from value_architect.events import ValueModelRequested
+from value_architect.handlers import handle
+
+from .conftest import Recorded
+
+
+def test_handle_carries_the_subject_and_the_source_event() -> None:
+    event = ValueModelRequested(company_name="Acme", industry="Retail", event_id=uuid4())
+
+    result = handle(event)
+
+    assert (result.company_name, result.industry) == ("Acme", "Retail")
+    assert result.source_event_id == event.event_id
+    assert result.event_id != event.event_id
+
+
+async def test_consumed_event_produces_one_event_keyed_like_the_request(
+    broker: KafkaBroker, settings: Settings, recorded: Recorded
+) -> None:
+    event = ValueModelRequested(company_name="Acme", industry="Retail")
+
+    await broker.publish(event, settings.consumes_topic)
+
+    [message] = recorded[settings.produces_topic]
+    payload = json.loads(message.body)
+    assert payload["source_event_id"] == str(event.event_id)
+    record = message.raw_message
+    assert not isinstance(record, tuple)
+    assert record.key == b"Acme"
+    assert not recorded[settings.dead_letter_topic]
+
+
+async def test_unknown_extra_fields_are_ignored(
+    broker: KafkaBroker, settings: Settings, recorded: Recorded
+) -> None:
+    event = {"company_name": "Acme", "industry": "Retail", "added_later": [1, 2]}
+
+    await broker.publish(event, settings.consumes_topic)
+
+    assert len(recorded[settings.produces_topic]) == 1

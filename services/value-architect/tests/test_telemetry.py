@@ -1,0 +1,64 @@
+"""One trace across the Kafka hop: the consumer's span is a child of the producer's."""
+
+import httpx
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from value_architect.config import Settings
+
+
+def finished_spans(app: FastAPI, spans: InMemorySpanExporter) -> dict[str, ReadableSpan]:
+    """Finished spans by name (each name occurs once in these tests)."""
+    app.state.tracer_provider.force_flush()
+    return {span.name: span for span in spans.get_finished_spans()}
+
+
+async def test_consumer_span_is_child_of_producer_span(
+    app: FastAPI, broker: KafkaBroker, settings: Settings, spans: InMemorySpanExporter
+) -> None:
+    await broker.publish({"company_name": "Acme", "industry": "Retail"}, settings.consumes_topic)
+
+    by_name = finished_spans(app, spans)
+    create = by_name[f"{settings.consumes_topic} create"]
+    process = by_name[f"{settings.consumes_topic} process"]
+    assert create.kind is SpanKind.PRODUCER
+    assert process.kind is SpanKind.CONSUMER
+    assert process.parent is not None
+    assert process.parent.span_id == create.context.span_id
+    assert process.context.trace_id == create.context.trace_id
+    produced = by_name[f"{settings.produces_topic} create"]
+    assert produced.parent is not None
+    assert produced.parent.span_id == process.context.span_id
+
+
+def test_resource_names_the_service_and_instance(app: FastAPI, settings: Settings) -> None:
+    attributes = app.state.tracer_provider.resource.attributes
+
+    assert attributes["service.name"] == settings.otel_service_name
+    assert attributes["service.version"] == settings.service_version
+    assert attributes["service.instance.id"] == settings.service_instance_id
+
+
+async def test_one_trace_from_http_request_to_handler(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, spans: InMemorySpanExporter
+) -> None:
+    response = await client.post(
+        "/api/v1/value-models",
+        json={"company_name": "Acme", "industry": "Retail"},
+    )
+
+    trace_id = int(response.json()["trace_id"], 16)
+    by_name = finished_spans(app, spans)
+    assert {span.context.trace_id for span in by_name.values()} == {trace_id}
+    server = by_name["POST /api/v1/value-models"]
+    create = by_name[f"{settings.consumes_topic} create"]
+    process = by_name[f"{settings.consumes_topic} process"]
+    assert server.kind is SpanKind.SERVER
+    assert server.parent is None
+    assert create.parent is not None
+    assert create.parent.span_id == server.context.span_id
+    assert process.parent is not None
+    assert process.parent.span_id == create.context.span_id

@@ -1,0 +1,52 @@
+"""Session fixtures: the real servers on loopback, started once, stopped at the end.
+
+The servers come from `infrastructure/native/platform_native` (built from the
+registries at pinned versions and cached outside the repository). Every
+process started here is stopped when the session ends, also on failure or
+Ctrl-C: `servers.running` stops them, and platform_native kills anything left
+at exit.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "infrastructure" / "native"))
+
+from platform_native import servers  # noqa: E402
+
+
+@dataclass
+class Platform:
+    kafka: servers.Kafka
+    consul: servers.Consul
+    jaeger: servers.Jaeger
+    workdir: Path
+
+    def service_env(self, **extra: str) -> dict[str, str]:
+        """The environment a service gets on this platform."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap,
+            "CONSUL_HTTP_ADDR": f"http://{self.consul.http_addr}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.jaeger.otlp_http,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",  # export spans quickly in tests
+            "CONSUL_CHECK_INTERVAL": "1s",
+            "SHUTDOWN_GRACE_SECONDS": "10",
+            **extra,
+        }
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    workdir = tmp_path_factory.mktemp("platform")
+    kafka = servers.Kafka(workdir / "kafka")
+    consul = servers.Consul(workdir / "consul")
+    jaeger = servers.Jaeger(workdir / "jaeger")
+    with servers.running(kafka, consul, jaeger):
+        yield Platform(kafka, consul, jaeger, workdir)

@@ -1,0 +1,245 @@
+"""Two generated services against real Kafka, Consul, Jaeger and Prometheus.
+
+value-architect (with its HTTP API) publishes value-model.requested, handles it
+and publishes value-model.created; value-auditor (a pure worker) consumes that
+and publishes value-model.audited. Each runs as its own process, as in
+production. Every assertion reads what a real server returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from aiokafka import AIOKafkaConsumer
+
+from platform_native import servers
+from platform_native.promconfig import loopback_config
+from platform_native.services import (
+    ServiceInfo,
+    ServiceProcess,
+    install,
+    passing_instances,
+    wait_until_passing,
+)
+
+from .conftest import REPO, Platform
+from .rendering import render
+
+pytestmark = pytest.mark.infra
+
+AUDITOR = {
+    "service_name": "value-auditor",
+    "http_api": "no",
+    "http_port": "8012",
+    "consumes_topic": "value-model.created",
+    "produces_topic": "value-model.audited",
+}
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def eventually(check: Any, timeout: float = 30.0, interval: float = 0.5) -> Any:
+    """Call `check` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def services(
+    platform: Platform, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ServiceProcess]]:
+    root = tmp_path_factory.mktemp("services")
+    started: dict[str, ServiceProcess] = {}
+    try:
+        for answers in ({}, AUDITOR):
+            info = ServiceInfo.read(render(root, **answers))
+            platform.kafka.create_topics(info.topics, partitions=info.partitions)
+            process = ServiceProcess(
+                info, install(info.directory), platform.service_env(), root / f"{info.name}.log"
+            ).start()
+            started[info.name] = process
+        for name, process in started.items():
+            wait_until_passing(platform.consul.http_addr, name, process=process)
+        yield started
+    finally:
+        for process in started.values():
+            process.terminate()
+
+
+@pytest.fixture(scope="module")
+def accepted(services: dict[str, ServiceProcess]) -> dict[str, str]:
+    """One request to value-architect's API."""
+    response = httpx.post(
+        f"{services['value-architect'].url}/api/v1/value-models",
+        json={"company_name": "Acme Integration", "industry": "Testing"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    body: dict[str, str] = response.json()
+    return body
+
+
+def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
+    """Up to `count` records of `topic`, read from the beginning by a fresh consumer."""
+    return asyncio.run(_read_topic(bootstrap, topic, count, timeout))
+
+
+async def _read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(records) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            records += [record for batch in batches.values() for record in batch]
+        return records
+    finally:
+        await consumer.stop()
+
+
+def test_request_reaches_the_second_service_intact(
+    platform: Platform, accepted: dict[str, str]
+) -> None:
+    [created] = read_topic(platform.kafka.bootstrap, "value-model.created", 1)
+    [audited] = read_topic(platform.kafka.bootstrap, "value-model.audited", 1)
+
+    created_event = json.loads(created.value)
+    audited_event = json.loads(audited.value)
+    assert created_event["source_event_id"] == accepted["event_id"]
+    assert audited_event["source_event_id"] == created_event["event_id"]
+    assert audited_event["company_name"] == "Acme Integration"
+    assert audited_event["industry"] == "Testing"
+    assert read_topic(platform.kafka.bootstrap, "value-architect.dead-letter", 1, 2) == []
+
+
+def test_both_registered_with_passing_checks(
+    platform: Platform, services: dict[str, ServiceProcess]
+) -> None:
+    for name, process in services.items():
+        [instance] = passing_instances(platform.consul.http_addr, name)
+        assert instance["Service"]["Port"] == process.http_port
+        assert "prometheus" in instance["Service"]["Tags"]
+        assert {check["Status"] for check in instance["Checks"]} == {"passing"}
+
+
+def test_one_trace_from_http_to_the_other_service(
+    platform: Platform, accepted: dict[str, str]
+) -> None:
+    url = f"{platform.jaeger.query_url}/api/traces/{accepted['trace_id']}"
+
+    def complete_trace() -> dict[str, Any] | None:
+        try:
+            [trace] = get_json(url)["data"]
+        except (OSError, ValueError):
+            return None
+        names = {span["operationName"] for span in trace["spans"]}
+        return trace if "value-model.created process" in names else None
+
+    trace = eventually(complete_trace)
+    assert trace, f"no complete trace {accepted['trace_id']} in Jaeger"
+    spans = {span["spanID"]: span for span in trace["spans"]}
+    service_of = {key: value["serviceName"] for key, value in trace["processes"].items()}
+
+    def parent(span: dict[str, Any]) -> dict[str, Any] | None:
+        refs = [ref for ref in span["references"] if ref["refType"] == "CHILD_OF"]
+        return spans.get(refs[0]["spanID"]) if refs else None
+
+    [consumed] = [s for s in spans.values() if s["operationName"] == "value-model.created process"]
+    assert service_of[consumed["processID"]] == "value-auditor"
+    chain = [consumed]
+    while (up := parent(chain[-1])) is not None:
+        chain.append(up)
+    names = [(service_of[span["processID"]], span["operationName"]) for span in chain]
+    assert names[-1] == ("value-architect", "POST /api/v1/value-models")
+    assert ("value-architect", "value-model.requested create") in names
+    assert ("value-architect", "value-model.created create") in names
+
+
+def test_prometheus_scrapes_both_through_consul(
+    platform: Platform, services: dict[str, ServiceProcess], accepted: dict[str, str]
+) -> None:
+    prometheus = servers.Prometheus(
+        platform.workdir / "prometheus", config_text=loopback_scrape_config(platform)
+    )
+    with servers.running(prometheus):
+
+        def scraped() -> dict[str, float]:
+            results = prometheus.query('up{job="services"}')
+            return {r["metric"]["service"]: float(r["value"][1]) for r in results}
+
+        up = eventually(lambda: (found := scraped()) and len(found) == 2 and found, 60)
+        assert up == {"value-architect": 1.0, "value-auditor": 1.0}
+
+        def received() -> dict[str, float]:
+            results = prometheus.query(
+                'sum by (service) (faststream_received_processed_messages_total{status="acked"})'
+            )
+            return {r["metric"]["service"]: float(r["value"][1]) for r in results}
+
+        counts = eventually(lambda: (found := received()) and len(found) == 2 and found, 30)
+        assert counts["value-architect"] >= 1
+        assert counts["value-auditor"] >= 1
+
+
+def loopback_scrape_config(platform: Platform) -> str:
+    """The shipped prometheus.yml, pointed at the loopback Consul (other jobs dropped)."""
+    path = REPO / "infrastructure" / "prometheus" / "prometheus.yml"
+    return loopback_config(path.read_text(), {"consul:8500": platform.consul.http_addr})
+
+
+def test_kong_snippets_merge_and_validate(
+    services: dict[str, ServiceProcess], tmp_path: Path
+) -> None:
+    snippets = [str(p.info.kong_snippet) for p in services.values() if p.info.kong_snippet]
+    merged = tmp_path / "kong.yml"
+    base = REPO / "infrastructure" / "kong" / "kong.yml"
+
+    servers.run_deck("file", "merge", "-o", str(merged), str(base), *snippets)
+    servers.deck_file_validate(merged)
+
+    routes = [
+        route["name"]
+        for svc in yaml.safe_load(merged.read_text())["services"]
+        for route in svc.get("routes", [])
+    ]
+    assert "value-architect-value-models" in routes
+
+
+def test_sigterm_deregisters_within_two_seconds(
+    platform: Platform, services: dict[str, ServiceProcess]
+) -> None:
+    """Last in this module: it stops the services."""
+    for name, process in services.items():
+        started = time.monotonic()
+        process.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+
+        def gone(name: str = name) -> bool:
+            return get_json(f"{platform.consul.http_url}/v1/catalog/service/{name}") == []
+
+        assert eventually(gone, timeout=2.0, interval=0.05), f"{name} still in the catalog"
+        elapsed = time.monotonic() - started
+        assert elapsed <= 2.0
+        # uvicorn re-raises SIGTERM once its graceful shutdown is done, so the
+        # exit status says "ended by SIGTERM"; the log says the shutdown completed.
+        assert process.terminate() in (0, -signal.SIGTERM), process.log_tail()
+        assert "Application shutdown complete" in process.log_tail()

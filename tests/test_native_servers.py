@@ -1,0 +1,403 @@
+"""The native platform servers really start, serve, and stop cleanly.
+
+Kafka, Consul, Jaeger and Prometheus are built (or taken from the cache) by
+infrastructure/native/platform_native and started once for the session on
+127.0.0.1. Each test talks to a server the way a service would: a Kafka
+client, Consul's HTTP API, an OTLP/HTTP export, a PromQL query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NATIVE = REPO / "infrastructure" / "native"
+sys.path.insert(0, str(NATIVE))
+
+from platform_native import (  # noqa: E402 - needs the sys.path entry above
+    Consul,
+    Jaeger,
+    Kafka,
+    Prometheus,
+    Server,
+    ToolError,
+    deck_file_validate,
+    promtool_check_config,
+    running,
+)
+from platform_native.servers import (  # noqa: E402
+    group_members,
+    http_json,
+    listening_sockets,
+    pid_alive,
+)
+
+pytestmark = pytest.mark.infra
+
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
+T = TypeVar("T")
+
+
+@dataclass
+class Platform:
+    kafka: Kafka
+    consul: Consul
+    jaeger: Jaeger
+    prometheus: Prometheus
+
+    def servers(self) -> list[Server]:
+        return [self.consul, self.jaeger, self.kafka, self.prometheus]
+
+
+def _pids(servers: list[Server]) -> list[int]:
+    pids = [s.pid for s in servers]
+    assert all(pid is not None for pid in pids), "every server should be running"
+    return [pid for pid in pids if pid is not None]
+
+
+def _assert_all_gone(pids: list[int]) -> None:
+    alive = [pid for pid in pids if pid_alive(pid) or group_members(pid)]
+    assert not alive, f"processes left behind: {alive}"
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """All four servers, started once; teardown proves nothing is left running."""
+    root = tmp_path_factory.mktemp("native-platform")
+    started = Platform(
+        kafka=Kafka(root / "kafka"),
+        consul=Consul(root / "consul"),
+        jaeger=Jaeger(root / "jaeger"),
+        prometheus=Prometheus(root / "prometheus"),
+    )
+    with running(*started.servers()):
+        pids = _pids(started.servers())
+        yield started
+    _assert_all_gone(pids)
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 30.0) -> T:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        time.sleep(0.25)
+
+
+# ----------------------------------------------------------------------- Kafka
+
+
+async def _kafka_round_trip(bootstrap: str, topic: str, payload: bytes) -> tuple[set[str], bytes]:
+    """List topics with aiokafka's admin client, then produce and consume one record."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
+    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, payload, key=b"key")
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), timeout=30)
+    finally:
+        await consumer.stop()
+    assert record.value is not None
+    return topics, record.value
+
+
+def test_kafka_topic_is_created_and_seen_by_a_python_client(platform: Platform) -> None:
+    topic = f"orders-{secrets.token_hex(4)}"
+    platform.kafka.create_topics([topic], partitions=3)
+
+    assert topic in platform.kafka.list_topics()
+    topics, value = asyncio.run(_kafka_round_trip(platform.kafka.bootstrap, topic, b"hello"))
+    assert topic in topics
+    assert value == b"hello"
+
+
+def test_kafka_create_topics_is_idempotent(platform: Platform) -> None:
+    topic = f"payments-{secrets.token_hex(4)}"
+    platform.kafka.create_topics([topic])
+    platform.kafka.create_topics([topic])  # an existing topic is not an error
+
+    assert platform.kafka.list_topics().count(topic) == 1
+
+
+def test_kafka_survives_kill_and_restarts_on_the_same_port_with_its_data(
+    tmp_path: Path,
+) -> None:
+    kafka = Kafka(tmp_path / "kafka")
+    with running(kafka):
+        topic = "survivor"
+        kafka.create_topics([topic], partitions=1)
+        asyncio.run(_kafka_round_trip(kafka.bootstrap, topic, b"before-crash"))
+        bootstrap, old_pid = kafka.bootstrap, kafka.pid
+        assert old_pid is not None
+
+        kafka.kill()
+        assert not pid_alive(old_pid)
+        kafka.restart()
+
+        assert kafka.bootstrap == bootstrap
+        assert kafka.pid != old_pid
+        assert topic in kafka.list_topics()
+        _, first = asyncio.run(_kafka_round_trip(kafka.bootstrap, topic, b"after-crash"))
+        assert first == b"before-crash"  # the record written before the kill is still there
+        pid = kafka.pid
+    assert pid is not None
+    _assert_all_gone([old_pid, pid])
+
+
+# ---------------------------------------------------------------------- Consul
+
+
+def test_consul_has_a_leader(platform: Platform) -> None:
+    status, leader = http_json("GET", f"{platform.consul.http_url}/v1/status/leader")
+
+    assert status == 200
+    assert leader.startswith("127.0.0.1:")
+
+
+def test_consul_registers_and_deregisters_a_service(platform: Platform) -> None:
+    consul = platform.consul.http_url
+    service_id = f"orders-{secrets.token_hex(4)}"
+    registration = {
+        "ID": service_id,
+        "Name": "orders",
+        "Address": "127.0.0.1",
+        "Port": 8080,
+        "Tags": ["prometheus"],
+    }
+
+    status, _ = http_json("PUT", f"{consul}/v1/agent/service/register", registration)
+    assert status == 200
+    _, services = http_json("GET", f"{consul}/v1/agent/services")
+    assert services[service_id]["Port"] == 8080
+    _, catalog = http_json("GET", f"{consul}/v1/catalog/service/orders")
+    assert service_id in {entry["ServiceID"] for entry in catalog}
+
+    status, _ = http_json("PUT", f"{consul}/v1/agent/service/deregister/{service_id}")
+    assert status == 200
+    _, services = http_json("GET", f"{consul}/v1/agent/services")
+    assert service_id not in services
+
+
+# ---------------------------------------------------------------------- Jaeger
+
+
+def test_jaeger_accepts_an_otlp_http_trace_and_returns_it(platform: Platform) -> None:
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    now = time.time_ns()
+    export = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "native-test"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "tests"},
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": span_id,
+                                "name": "place-order",
+                                "kind": 2,
+                                "startTimeUnixNano": str(now - 5_000_000),
+                                "endTimeUnixNano": str(now),
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+    status, _ = http_json("POST", f"{platform.jaeger.otlp_http}/v1/traces", export)
+    assert status == 200
+
+    def fetch() -> dict[str, Any] | None:
+        code, body = http_json("GET", f"{platform.jaeger.query_url}/api/traces/{trace_id}")
+        return body if code == 200 and body.get("data") else None
+
+    trace = eventually(fetch)["data"][0]
+    assert trace["traceID"] == trace_id
+    assert [span["operationName"] for span in trace["spans"]] == ["place-order"]
+    assert {p["serviceName"] for p in trace["processes"].values()} == {"native-test"}
+
+
+# ------------------------------------------------------------------ Prometheus
+
+
+def test_prometheus_scrapes_itself(platform: Platform) -> None:
+    def up() -> list[Any] | None:
+        samples = platform.prometheus.query('up{job="prometheus"}')
+        return samples if samples and samples[0]["value"][1] == "1" else None
+
+    samples = eventually(up)
+    assert samples[0]["metric"]["instance"] == platform.prometheus.address
+
+
+def test_promtool_accepts_a_valid_config_and_rejects_a_broken_one(
+    platform: Platform, tmp_path: Path
+) -> None:
+    assert promtool_check_config(platform.prometheus.config_path).returncode == 0
+
+    broken = tmp_path / "broken.yml"
+    broken.write_text("scrape_configs:\n  - job_name: x\n    scrape_interval: soon\n")
+    result = promtool_check_config(broken, check=False)
+    assert result.returncode != 0
+    with pytest.raises(ToolError):
+        promtool_check_config(broken)
+
+
+# ------------------------------------------------------------------------ decK
+
+KONG_VALID = """\
+_format_version: "3.0"
+services:
+  - name: orders
+    url: http://127.0.0.1:8080
+    routes:
+      - name: orders
+        paths: [/orders]
+"""
+
+KONG_INVALID = """\
+_format_version: "3.0"
+services:
+  - name: orders
+    url: http://127.0.0.1:8080
+    retries: many
+"""
+
+
+def test_deck_validates_a_kong_file_and_rejects_a_broken_one(tmp_path: Path) -> None:
+    valid, invalid = tmp_path / "kong.yml", tmp_path / "broken.yml"
+    valid.write_text(KONG_VALID)
+    invalid.write_text(KONG_INVALID)
+
+    assert deck_file_validate(valid).returncode == 0
+    result = deck_file_validate(invalid, check=False)
+    assert result.returncode != 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------- listeners
+
+
+def test_every_listener_is_on_loopback(platform: Platform) -> None:
+    for server in platform.servers():
+        assert server.pid is not None
+        sockets = listening_sockets(group_members(server.pid))
+        assert sockets, f"{server.name} has no listening sockets"
+        exposed = {(proto, ip, port) for proto, ip, port, _ in sockets if ip not in LOOPBACK}
+        assert not exposed, f"{server.name} listens beyond loopback: {exposed}"
+        tcp_ports = {port for proto, _, port, _ in sockets if proto.startswith("tcp")}
+        assert set(server.ports().values()) <= tcp_ports, server.name
+
+
+def test_running_stops_every_process_it_started(tmp_path: Path) -> None:
+    servers: list[Server] = [
+        Consul(tmp_path / "consul"),
+        Jaeger(tmp_path / "jaeger"),
+        Prometheus(tmp_path / "prometheus"),
+    ]
+    with running(*servers):
+        pids = _pids(servers)
+        assert all(pid_alive(pid) for pid in pids)
+    _assert_all_gone(pids)
+
+
+# ------------------------------------------------------------------------- CLI
+
+
+def test_cli_up_status_down(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    env = {**os.environ, "PYTHONPATH": str(NATIVE)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "platform_native",
+                *args,
+                "--state-dir",
+                str(state_dir),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    template = tmp_path / "prometheus.yml"
+    template.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: consul\n"
+        "    metrics_path: /v1/agent/metrics\n"
+        "    params: {format: [prometheus]}\n"
+        "    static_configs: [{targets: ['consul:8500']}]\n"
+    )
+    up = cli("up", "--topics", "alpha,beta", "--prometheus-config", str(template))
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = json.loads((state_dir / "state.json").read_text())
+        pids = [int(s["pgid"]) for s in state["servers"].values()]
+        assert set(state["servers"]) == {"consul", "jaeger", "kafka", "prometheus"}
+        assert "topics: alpha, beta" in up.stdout
+
+        # The daemons outlived the `up` process.
+        assert all(pid_alive(pid) for pid in pids)
+        assert cli("status").returncode == 0
+        again = cli("up")
+        assert again.returncode == 0 and "already running" in again.stdout
+
+        # The template's consul:8500 now points at the native Consul, which is up.
+        prometheus_url = state["servers"]["prometheus"]["addresses"]["url"]
+
+        def consul_scraped() -> bool:
+            query = urllib.parse.urlencode({"query": 'up{job="consul"}'})
+            _, body = http_json("GET", f"{prometheus_url}/api/v1/query?{query}")
+            result = body["data"]["result"]
+            return bool(result) and result[0]["value"][1] == "1"
+
+        eventually(consul_scraped)
+    finally:
+        down = cli("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    _assert_all_gone(pids)
+    assert not (state_dir / "state.json").exists()
+    assert cli("status").returncode == 1
