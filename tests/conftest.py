@@ -50,3 +50,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     jaeger = servers.Jaeger(workdir / "jaeger")
     with servers.running(kafka, consul, jaeger):
         yield Platform(kafka, consul, jaeger, workdir)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write docs/reliability.md from the figures the tests recorded."""
+    from tests import report
+
+    report.write()
