@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# The whole platform: infrastructure plus every service under services/.
+#
+#   ./deploy-all.sh [--native | --docker] [up]     start everything (the default)
+#   ./deploy-all.sh [--native | --docker] down     stop everything this started
+#   ./deploy-all.sh [--native | --docker] status   each service's health in Consul
+#   ./deploy-all.sh [--native | --docker] logs [service]
+#   ./deploy-all.sh new <service-name> [key=value ...]
+#
+# With a Docker engine it uses Docker Compose; without one (or with --native)
+# it runs the same servers as local processes, built once from the package
+# registries and cached in ~/.cache/event-platform. Kong cannot run natively:
+# its configuration is merged and validated, but not served.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+STATE_DIR="${PLATFORM_STATE_DIR:-$ROOT/.platform}"
+SERVICES_DIR="${PLATFORM_SERVICES_DIR:-$ROOT/services}"
+PY="$ROOT/.venv/bin/python"
+INFRA_COMPOSE="$ROOT/docker-compose.infrastructure.yml"
+SERVICES_COMPOSE="$STATE_DIR/docker-compose.services.yml"
+KONG_CONFIG="$ROOT/infrastructure/kong/kong.generated.yml"
+DECK_IMAGE="kong/deck:v1.55.0"
+MODE=""
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+  sed -n '2,13s/^# \{0,1\}//p' "$0"
+}
+
+# ------------------------------------------------------------------ helpers
+
+detect_mode() {
+  if [[ -n "$MODE" ]]; then
+    return
+  fi
+  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    MODE=docker
+  else
+    MODE=native
+  fi
+}
+
+# The Python half of the steps, in infrastructure/native/platform_native.
+native() {
+  PYTHONPATH="$ROOT/infrastructure/native" "$PY" -m platform_native "$@"
+}
+
+step() {
+  PYTHONPATH="$ROOT/infrastructure/native" "$PY" -m platform_native.deploy \
+    --services-dir "$SERVICES_DIR" "$@"
+}
+
+compose() {
+  local files=(-f "$INFRA_COMPOSE")
+  if [[ -f "$SERVICES_COMPOSE" ]]; then
+    files+=(-f "$SERVICES_COMPOSE")
+  fi
+  docker compose --project-directory "$ROOT" "${files[@]}" "$@"
+}
+
+# One value of the native infrastructure's client environment (state.json).
+native_env() {
+  "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["env"][sys.argv[2]])' \
+    "$STATE_DIR/infra/state.json" "$1"
+}
+
+kafka_bootstrap() {
+  if [[ "$MODE" == native ]]; then
+    native_env KAFKA_BOOTSTRAP_SERVERS
+  else
+    echo "127.0.0.1:${KAFKA_EXTERNAL_PORT:-9094}"
+  fi
+}
+
+consul_addr() {
+  if [[ "$MODE" == native ]]; then
+    native_env CONSUL_HTTP_ADDR
+  else
+    echo "127.0.0.1:8500"
+  fi
+}
+
+# -------------------------------------------------------------------- steps
+
+check_prerequisites() {
+  command -v python3 >/dev/null 2>&1 || die "python3 (3.11 or newer) is not installed"
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "python3 is $(python3 -V 2>&1); 3.11 or newer is needed"
+  command -v make >/dev/null 2>&1 || die "make is not installed (apt-get install make)"
+  if [[ "$MODE" == docker ]]; then
+    docker compose version >/dev/null 2>&1 || die "the Docker Compose plugin is missing"
+    return
+  fi
+  local tool
+  for tool in java mvn go; do
+    command -v "$tool" >/dev/null 2>&1 \
+      || die "$tool is needed once to build the native servers (Java 17, Maven, Go)"
+  done
+}
+
+ensure_venv() {
+  make -C "$ROOT" --no-print-directory .venv/.installed >/dev/null
+}
+
+# Docker only: a .env with a generated Grafana password, never committed.
+ensure_env_file() {
+  if [[ ! -f "$ROOT/.env" ]]; then
+    local password
+    password="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(18))')"
+    sed "s/^GRAFANA_ADMIN_PASSWORD=.*/GRAFANA_ADMIN_PASSWORD=$password/" \
+      "$ROOT/.env.example" >"$ROOT/.env"
+    log "wrote .env with a generated Grafana admin password"
+  fi
+}
+
+build_kong_config() {
+  log "merging and validating the Kong snippets"
+  if [[ "$MODE" == docker ]]; then
+    step kong --out "$KONG_CONFIG" \
+      --deck "docker run --rm -v $ROOT:$ROOT -w $ROOT $DECK_IMAGE"
+  else
+    step kong --out "$KONG_CONFIG"
+  fi
+}
+
+start_infrastructure() {
+  log "starting the infrastructure ($MODE)"
+  if [[ "$MODE" == docker ]]; then
+    compose up --detach --wait
+  else
+    native up --state-dir "$STATE_DIR/infra" \
+      --prometheus-config "$ROOT/infrastructure/prometheus/prometheus.yml"
+  fi
+}
+
+load_kong_config() {
+  if [[ "$MODE" == docker ]]; then
+    compose exec -T kong kong reload >/dev/null
+    log "Kong reloaded $KONG_CONFIG"
+  else
+    log "Kong does not run natively: $KONG_CONFIG is merged and validated, not served"
+  fi
+}
+
+create_topics() {
+  log "creating the topics the services declare"
+  step topics --bootstrap "$(kafka_bootstrap)"
+}
+
+start_services() {
+  log "starting the services"
+  if [[ "$MODE" == docker ]]; then
+    step compose --out "$SERVICES_COMPOSE"
+    compose up --detach --build --wait
+  else
+    step start --state-dir "$STATE_DIR"
+  fi
+}
+
+wait_for_services() {
+  log "waiting until every service is passing in Consul"
+  step wait --consul "$(consul_addr)" --timeout 180
+}
+
+print_access_points() {
+  log "the platform is up"
+  if [[ "$MODE" == docker ]]; then
+    cat <<EOF
+  Kong proxy       http://127.0.0.1:8000
+  Kong admin       http://127.0.0.1:8001
+  Consul           http://127.0.0.1:8500
+  Jaeger           http://127.0.0.1:16686
+  Prometheus       http://127.0.0.1:9090
+  Grafana          http://127.0.0.1:3000   (admin password in .env)
+  Kafka UI         http://127.0.0.1:8080
+  Kafka            127.0.0.1:${KAFKA_EXTERNAL_PORT:-9094}
+EOF
+  else
+    cat <<EOF
+  Consul           http://$(native_env CONSUL_HTTP_ADDR)
+  Jaeger           $(native_env JAEGER_QUERY_URL)
+  Prometheus       $(native_env PROMETHEUS_URL)
+  Kafka            $(native_env KAFKA_BOOTSTRAP_SERVERS)
+  Kong             not served natively (config: ${KONG_CONFIG#"$ROOT"/})
+  Logs             ./deploy-all.sh logs [service]
+EOF
+  fi
+  step status --consul "$(consul_addr)"
+}
+
+# ----------------------------------------------------------------- commands
+
+cmd_up() {
+  check_prerequisites
+  ensure_venv
+  if [[ "$MODE" == docker ]]; then
+    ensure_env_file
+  fi
+  build_kong_config
+  start_infrastructure
+  load_kong_config
+  create_topics
+  start_services
+  wait_for_services
+  print_access_points
+}
+
+cmd_down() {
+  if [[ "$MODE" == docker ]]; then
+    compose down
+    return
+  fi
+  if [[ ! -x "$PY" ]]; then
+    log "nothing to stop"
+    return
+  fi
+  step stop --state-dir "$STATE_DIR"
+  native down --state-dir "$STATE_DIR/infra"
+}
+
+cmd_status() {
+  if [[ "$MODE" == docker ]]; then
+    compose ps
+  elif ! native status --state-dir "$STATE_DIR/infra"; then
+    die "the native infrastructure is not running: ./deploy-all.sh up"
+  fi
+  step status --consul "$(consul_addr)"
+}
+
+cmd_logs() {
+  local service="${1:-}"
+  if [[ "$MODE" == docker ]]; then
+    compose logs --tail 200 ${service:+"$service"}
+    return
+  fi
+  local logs="$STATE_DIR/logs"
+  [[ -d "$logs" ]] || die "no logs yet in $logs"
+  if [[ -n "$service" ]]; then
+    [[ -f "$logs/$service.log" ]] || die "no log for '$service' in $logs"
+    tail -n 200 "$logs/$service.log"
+  else
+    tail -n 50 "$logs"/*.log
+  fi
+}
+
+cmd_new() {
+  [[ $# -ge 1 ]] || die "usage: ./deploy-all.sh new <service-name> [key=value ...]"
+  local name="$1"
+  shift
+  ensure_venv
+  local input=()
+  if [[ ! -t 0 ]]; then
+    input=(--no-input)
+  fi
+  "$PY" -m cookiecutter "${input[@]}" -o "$SERVICES_DIR" "$ROOT" "service_name=$name" "$@"
+  log "$SERVICES_DIR/$name is ready; ./deploy-all.sh up starts it with the others"
+}
+
+main() {
+  while [[ $# -gt 0 && "$1" == --* ]]; do
+    case "$1" in
+      --native) MODE=native ;;
+      --docker) MODE=docker ;;
+      --help) usage; return 0 ;;
+      *) die "unknown option $1 (see --help)" ;;
+    esac
+    shift
+  done
+  local command="${1:-up}"
+  if [[ $# -gt 0 ]]; then
+    shift
+  fi
+  detect_mode
+  case "$command" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    logs) cmd_logs "$@" ;;
+    new) cmd_new "$@" ;;
+    help | -h) usage ;;
+    *) usage >&2; die "unknown command '$command'" ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,156 @@
+"""./deploy-all.sh --native, end to end: up, a request, a second up, status, down.
+
+Runs the script exactly as a user does, with its state in a temporary
+directory, and checks the result in the real Consul, Jaeger and Prometheus it
+started. The last test brings everything down and checks no process is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from platform_native.deploy import discover
+from platform_native.servers import pid_alive
+from platform_native.services import passing_instances
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.infra
+
+SCRIPT = REPO / "deploy-all.sh"
+
+
+def deploy(state_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PLATFORM_STATE_DIR": str(state_dir)}
+    result = subprocess.run(
+        [str(SCRIPT), "--native", *args], env=env, capture_output=True, text=True, timeout=1800
+    )
+    if check:
+        assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def eventually(check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return result
+
+
+def recorded_pids(state_dir: Path) -> list[int]:
+    """Every process deploy-all.sh says it started: the servers and the services."""
+    infra = json.loads((state_dir / "infra" / "state.json").read_text())
+    services = json.loads((state_dir / "services.json").read_text())
+    return [int(s["pid"]) for s in infra["servers"].values()] + [
+        int(s["pid"]) for s in services.values()
+    ]
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    state = tmp_path_factory.mktemp("deploy")
+    try:
+        yield state
+    finally:
+        deploy(state, "down", check=False)  # also when a test failed half-way
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def first_up(state_dir: Path) -> subprocess.CompletedProcess[str]:
+    return deploy(state_dir, "up")
+
+
+@pytest.fixture(scope="module")
+def env(state_dir: Path, first_up: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    infra: dict[str, Any] = json.loads((state_dir / "infra" / "state.json").read_text())
+    return dict(infra["env"])
+
+
+def test_up_says_kong_is_validated_not_served(first_up: subprocess.CompletedProcess[str]) -> None:
+    assert "Kong does not run natively" in first_up.stdout
+    assert "snippets merged and validated" in first_up.stdout
+    assert (REPO / "infrastructure" / "kong" / "kong.generated.yml").exists()
+
+
+def test_every_service_is_passing_in_consul(env: dict[str, str]) -> None:
+    names = [info.name for info in discover(REPO / "services")]
+    assert names, "no service under services/"
+    for name in names:
+        assert passing_instances(env["CONSUL_HTTP_ADDR"], name), f"{name} not passing"
+
+
+@pytest.fixture(scope="module")
+def request_trace_id(env: dict[str, str]) -> str:
+    response = httpx.post(
+        "http://127.0.0.1:8011/api/v1/value-models",
+        json={"company_name": "Deploy Check", "industry": "Platform"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    trace_id: str = response.json()["trace_id"]
+    return trace_id
+
+
+def test_a_request_leaves_a_trace_in_jaeger(env: dict[str, str], request_trace_id: str) -> None:
+    url = f"{env['JAEGER_QUERY_URL']}/api/traces/{request_trace_id}"
+
+    def operations() -> set[str]:
+        response = httpx.get(url, timeout=5)
+        if response.status_code != 200:
+            return set()
+        return {span["operationName"] for span in response.json()["data"][0]["spans"]}
+
+    names = eventually(
+        lambda: (found := operations()) >= {"value-model.requested process"} and found
+    )
+    assert names, f"trace {request_trace_id} not complete in Jaeger"
+    assert "POST /api/v1/value-models" in names
+
+
+def test_prometheus_scrapes_the_service(env: dict[str, str], request_trace_id: str) -> None:
+    def up() -> list[Any]:
+        response = httpx.get(
+            f"{env['PROMETHEUS_URL']}/api/v1/query",
+            params={"query": 'up{job="services",service="value-architect"} == 1'},
+            timeout=5,
+        )
+        result: list[Any] = response.json()["data"]["result"]
+        return result
+
+    assert eventually(up), "Prometheus has no successful scrape of value-architect"
+
+
+def test_second_up_changes_nothing(state_dir: Path, env: dict[str, str]) -> None:
+    before = recorded_pids(state_dir)
+    second = deploy(state_dir, "up")
+    assert recorded_pids(state_dir) == before
+    assert "already running" in second.stdout
+    assert "0 created" in second.stdout
+    assert "kong: unchanged" in second.stdout
+    assert all(pid_alive(pid) for pid in before)
+
+
+def test_status_reports_passing(state_dir: Path, env: dict[str, str]) -> None:
+    status = deploy(state_dir, "status")
+    assert "value-architect" in status.stdout
+    assert "passing" in status.stdout
+
+
+def test_down_leaves_no_process(state_dir: Path, env: dict[str, str]) -> None:
+    pids = recorded_pids(state_dir)
+    deploy(state_dir, "down")
+    assert [pid for pid in pids if pid_alive(pid)] == []
+    assert not (state_dir / "services.json").exists()
+    status = deploy(state_dir, "status", check=False)
+    assert status.returncode != 0
