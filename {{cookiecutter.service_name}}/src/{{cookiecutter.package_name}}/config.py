@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = {{ cookiecutter.http_port }}
     # Address other hosts reach this instance on; empty means the HTTP host,
-    # or this machine's hostname when listening on every interface.
+    # or this machine's IP address when listening on every interface (an IP,
+    # not a name, so Consul DNS answers Kong with A records).
     service_advertise_address: str = ""
     max_request_body_bytes: int = 64 * 1024
 
@@ -69,7 +70,7 @@ class Settings(BaseSettings):
         if self.service_advertise_address:
             return self.service_advertise_address
         if self.http_host in {"0.0.0.0", "::"}:
-            return socket.gethostname()
+            return socket.gethostbyname(socket.gethostname())
         return self.http_host
 
     @property
