@@ -138,8 +138,7 @@ start_infrastructure() {
 
 load_kong_config() {
   if [[ "$MODE" == docker ]]; then
-    compose exec -T kong kong reload >/dev/null
-    log "Kong reloaded $KONG_CONFIG"
+    step kong-load --admin http://127.0.0.1:8001 --config "$KONG_CONFIG"
   else
     log "Kong does not run natively: $KONG_CONFIG is merged and validated, not served"
   fi

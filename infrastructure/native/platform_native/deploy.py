@@ -101,6 +101,28 @@ def cmd_kong(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kong_load(args: argparse.Namespace) -> int:
+    """Load the merged config into a running DB-less Kong through its admin API.
+
+    `check_hash=1` makes Kong answer 304 and keep its state when the config is
+    unchanged, so a second `up` changes nothing.
+    """
+    import httpx
+
+    with args.config.open("rb") as config:
+        response = httpx.post(
+            f"{args.admin}/config",
+            params={"check_hash": "1"},
+            files={"config": (args.config.name, config, "application/x-yaml")},
+            timeout=30,
+        )
+    if response.status_code not in (200, 201, 304):
+        print(f"kong: {response.status_code} {response.text}", file=sys.stderr)
+        return 1
+    print("kong: config unchanged" if response.status_code == 304 else "kong: config loaded")
+    return 0
+
+
 def _deck_runner(command: list[str] | None) -> Callable[..., Any]:
     """decK from the cache (native) or from a given command (its Docker image)."""
     if command is None:
@@ -287,6 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     kong.add_argument("--out", type=Path, default=REPO / "infrastructure/kong/kong.generated.yml")
     kong.add_argument("--deck", help="decK command to use instead of the cached binary")
     kong.set_defaults(func=cmd_kong)
+
+    kong_load = commands.add_parser("kong-load", help=cmd_kong_load.__doc__)
+    kong_load.add_argument("--admin", default="http://127.0.0.1:8001")
+    kong_load.add_argument(
+        "--config", type=Path, default=REPO / "infrastructure/kong/kong.generated.yml"
+    )
+    kong_load.set_defaults(func=cmd_kong_load)
 
     for name, func in (("start", cmd_start), ("stop", cmd_stop)):
         sub = commands.add_parser(name, help=func.__doc__)
