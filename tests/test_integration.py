@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import time
 import urllib.request
@@ -199,6 +200,28 @@ def test_prometheus_scrapes_both_through_consul(
         counts = eventually(lambda: (found := received()) and len(found) == 2 and found, 30)
         assert counts["value-architect"] >= 1
         assert counts["value-auditor"] >= 1
+
+        # Every service metric the shipped Grafana dashboard plots exists for real.
+        wanted = dashboard_metrics()
+        names = "|".join(sorted(wanted))
+        results = prometheus.query(f'count by (__name__) ({{__name__=~"{names}",job="services"}})')
+        assert {r["metric"]["__name__"] for r in results} == wanted
+
+
+def dashboard_metrics() -> set[str]:
+    """Metric names in the service dashboard that the services themselves expose.
+
+    Left out: `up` (Prometheus's own), Kafka exporter's lag, and exception
+    counters, which only exist once an exception has happened.
+    """
+    path = REPO / "infrastructure" / "grafana" / "dashboards" / "service-overview.json"
+    exprs = re.findall(r'"expr":\s*"((?:[^"\\]|\\.)*)"', path.read_text())
+    names = {name for expr in exprs for name in re.findall(r"\b([a-z_]+)\{", expr)}
+    return {
+        name
+        for name in names
+        if name != "up" and not name.startswith("kafka_") and "exceptions" not in name
+    }
 
 
 def loopback_scrape_config(platform: Platform) -> str:
