@@ -1,10 +1,14 @@
 """Poison messages and failing handlers end in the dead-letter topic; the consumer goes on."""
 
+from types import SimpleNamespace
+
 import pytest
-from faststream.kafka import KafkaBroker
+from faststream import ContextRepo
+from faststream.kafka import KafkaBroker, KafkaRouter
 
 from {{ cookiecutter.package_name }} import handlers
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.dead_letter import DeadLetterPolicy
 from {{ cookiecutter.package_name }}.events import {{ cookiecutter.__consumed_event }}
 
 from .conftest import Recorded
@@ -91,3 +95,36 @@ async def test_persistent_error_is_dead_lettered_after_bounded_retries(
     assert dead.headers["x-dead-letter-error"] == "RuntimeError"
     assert dead.headers["x-dead-letter-attempts"] == str(calls)
     assert not recorded[settings.produces_topic]
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    policy = DeadLetterPolicy(
+        KafkaRouter().publisher("dead-letters"),
+        consumer_group="group",
+        max_retries=6,
+        backoff_seconds=0.2,
+        max_event_bytes=1024,
+        max_backoff_seconds=1.0,
+    )
+
+    delays = [policy.backoff(attempt) for attempt in range(1, 7)]
+
+    assert delays == pytest.approx([0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
+
+
+async def test_binary_header_is_escaped_before_parsing_and_dead_lettered() -> None:
+    """FastStream's parser decodes headers as UTF-8; one binary header must not break it."""
+    policy = DeadLetterPolicy(
+        KafkaRouter().publisher("dead-letters"),
+        consumer_group="group",
+        max_retries=0,
+        backoff_seconds=0.0,
+        max_event_bytes=1024,
+    )
+    record = SimpleNamespace(headers=[("x-raw", b"\xff\xfe"), ("x-text", b"ok")])
+    middleware = policy(record, context=ContextRepo())
+
+    await middleware.on_receive()
+
+    assert record.headers == [("x-raw", b"\\xff\\xfe"), ("x-text", b"ok")]
+    assert middleware.undecodable_headers == ["x-raw"]

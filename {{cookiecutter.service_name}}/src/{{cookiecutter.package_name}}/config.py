@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     consumes_topic: str = "{{ cookiecutter.consumes_topic }}"
     produces_topic: str = "{{ cookiecutter.produces_topic }}"
     dead_letter_topic: str = "{{ cookiecutter.dead_letter_topic }}"
+    # Consumers this instance runs in its group, each with its own partitions, so a
+    # message being retried holds up only its own partitions. More than the topic
+    # has partitions would sit idle.
+    consumer_workers: int = Field(default={{ [cookiecutter.topic_partitions | int, 4] | min }}, ge=1)
     max_event_bytes: int = 1024 * 1024
     handler_max_retries: int = 3
     handler_retry_backoff_seconds: float = 0.2

@@ -1,12 +1,13 @@
 """Retries and the dead-letter topic, as a FastStream middleware.
 
-A message that can never succeed (not JSON, wrong schema, too large) goes
-straight to the dead-letter topic. A handler error that may pass (a timeout,
-a dependency briefly down) is retried with capped exponential backoff, then
-dead-lettered. Either way the handler returns normally, so FastStream commits
-the offset and the consumer goes on. If even the dead-letter publish fails,
-the error propagates and FastStream seeks back, so the message is redelivered
-rather than lost.
+A message that can never succeed (not JSON, wrong schema, too large, a
+header that is not UTF-8) goes straight to the dead-letter topic. A handler
+error that may pass (a timeout, a dependency briefly down) is retried with
+capped exponential backoff, then dead-lettered. Either way the handler
+returns normally, so FastStream commits the offset and the consumer goes on.
+If even the dead-letter publish fails, the error propagates and FastStream
+seeks back, so the message is redelivered rather than lost. Retries hold up
+only the partitions of one consumer (see `handlers`).
 """
 
 import asyncio
@@ -57,8 +58,32 @@ class DeadLetterMiddleware(BaseMiddleware):
     def __init__(self, msg: Any, /, *, policy: DeadLetterPolicy, **kwargs: Any) -> None:
         super().__init__(msg, **kwargs)
         self.policy = policy
+        self.undecodable_headers: list[str] = []
+
+    async def on_receive(self) -> None:
+        """Make the record's headers parseable before FastStream parses them.
+
+        FastStream decodes every header as UTF-8, outside any middleware: one
+        binary header would make the message neither handled nor dead-lettered.
+        Such values are escaped here, and `consume_scope` dead-letters the message.
+        """
+        record: Any = self.msg  # aiokafka's ConsumerRecord (a tuple of them for batches)
+        if isinstance(record, tuple) or not getattr(record, "headers", None):
+            return
+        headers = []
+        for name, value in record.headers:
+            try:
+                (value or b"").decode()
+            except UnicodeDecodeError:
+                self.undecodable_headers.append(name)
+                value = value.decode(errors="backslashreplace").encode()
+            headers.append((name, value or b""))
+        record.headers = headers
 
     async def consume_scope(self, call_next: AsyncFuncAny, msg: KafkaMessage) -> Any:  # type: ignore[override]
+        if self.undecodable_headers:
+            error = PoisonMessageError(f"headers not UTF-8: {', '.join(self.undecodable_headers)}")
+            return await self._dead_letter(msg, error, attempts=0)
         if len(msg.body) > self.policy.max_event_bytes:
             error = PoisonMessageError(
                 f"message of {len(msg.body)} bytes exceeds {self.policy.max_event_bytes}"

@@ -4,10 +4,17 @@ At-least-once delivery: `AckPolicy.NACK_ON_ERROR` commits the offset only
 after the handler returns (FastStream's default commits on receipt, before
 the work is done). An error that escapes the dead-letter middleware seeks
 back, so the message is redelivered instead of lost.
+
+Partitions are consumed concurrently (`CONSUMER_WORKERS` consumers, each with
+its own partitions and its own commits), so a message waiting for a retry
+holds up only its own partitions; order within a partition is kept.
 """
 
+import asyncio
+from contextlib import suppress
+
 from faststream import AckPolicy
-from faststream.kafka import KafkaRouter
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.publisher import DefaultPublisher
 
 from . import events
@@ -51,6 +58,7 @@ def create_router(settings: Settings) -> KafkaRouter:
         group_id=settings.consumer_group,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
+        max_workers=settings.consumer_workers,
     )
     async def on_{{ cookiecutter.consumes_topic | replace('.', '_') | replace('-', '_') | lower }}(
         event: events.{{ cookiecutter.__consumed_event }},
@@ -60,3 +68,28 @@ def create_router(settings: Settings) -> KafkaRouter:
         await produced.publish(result, key=event.company_name.encode())
 
     return router
+
+
+def stop_fetching(broker: KafkaBroker) -> None:
+    """Start nothing new: FastStream drops, uncommitted, what it fetches from now on."""
+    for subscriber in broker.subscribers:
+        subscriber.running = False
+
+
+async def drain(broker: KafkaBroker, grace: float) -> None:
+    """Stop fetching and wait up to `grace` seconds for the messages in flight.
+
+    Called at shut-down before `broker.stop()`, while the consumers are still
+    in their group, so the last messages handled are committed and the next
+    instance starts right after them. (FastStream's per-partition subscriber
+    closes its consumers before it waits, which would lose those commits.) A
+    message fetched but not started is not committed: the next instance gets it.
+    """
+    stop_fetching(broker)
+    with suppress(TimeoutError):
+        async with asyncio.timeout(grace):
+            for subscriber in broker.subscribers:
+                # FastStream counts the messages in flight in a lock with `wait_release`.
+                wait_release = getattr(subscriber.lock, "wait_release", None)
+                if wait_release is not None:
+                    await wait_release(grace)

@@ -69,10 +69,13 @@ def create_app(
         try:
             yield
         finally:
-            # Leave the load balancers first, then finish the work in flight
-            # (FastStream waits up to graceful_timeout and commits), then flush spans.
-            if settings.consul_enabled:
-                await registration.stop()
+            # Uvicorn has stopped taking requests. Leave Consul while Kafka stops
+            # fetching and finishes (and commits) the work in flight, up to the
+            # grace period; then close Kafka and flush the spans.
+            await asyncio.gather(
+                registration.stop() if settings.consul_enabled else asyncio.sleep(0),
+                handlers.drain(broker, settings.shutdown_grace_seconds),
+            )
             connecting.cancel()
             with suppress(asyncio.CancelledError):
                 await connecting

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     consumes_topic: str = "value-model.requested"
     produces_topic: str = "value-model.created"
     dead_letter_topic: str = "value-architect.dead-letter"
+    # Consumers this instance runs in its group, each with its own partitions, so a
+    # message being retried holds up only its own partitions. More than the topic
+    # has partitions would sit idle.
+    consumer_workers: int = Field(default=3, ge=1)
     max_event_bytes: int = 1024 * 1024
     handler_max_retries: int = 3
     handler_retry_backoff_seconds: float = 0.2
