@@ -10,6 +10,9 @@ PY := $(VENV)/bin/python
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
+bench: $(VENV)/.installed  ## writes docs/benchmarks.{md,json}; not part of `make test`
+	$(PY) bench/run.py
+
 test-fast: $(VENV)/.installed  ## the template tests only, no servers
 	$(PY) -m pytest -m "not infra and not reliability"
 
