@@ -10,6 +10,7 @@ HTTP_API = "{{ cookiecutter.http_api }}" == "True"
 NOT_FOR_WORKERS = [
     Path("kong"),
     Path("src") / PACKAGE / "api.py",
+    Path("src") / PACKAGE / "errors.py",
     Path("tests") / "test_api.py",
 ]
 

@@ -1,15 +1,25 @@
 """One trace across the Kafka hop: the consumer's span is a child of the producer's."""
 
+import threading
+import time
+from collections.abc import Sequence
+
 {% if cookiecutter.http_api -%}
 import httpx
 {% endif -%}
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.telemetry import (
+    MAX_QUEUED_SPANS,
+    BoundedBatchSpanProcessor,
+    create_tracer_provider,
+)
 
 
 def finished_spans(app: FastAPI, spans: InMemorySpanExporter) -> dict[str, ReadableSpan]:
@@ -34,6 +44,59 @@ async def test_consumer_span_is_child_of_producer_span(
     produced = by_name[f"{settings.produces_topic} create"]
     assert produced.parent is not None
     assert produced.parent.span_id == process.context.span_id
+
+
+class HungCollector(SpanExporter):
+    """An exporter that blocks like a collector that accepts and never answers."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(30)
+        self.exported += len(spans)
+        return SpanExportResult.FAILURE
+
+
+def spans_while_collector_hangs(collector: HungCollector, flush_seconds: float) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(BoundedBatchSpanProcessor(collector, flush_seconds=flush_seconds))
+    tracer = provider.get_tracer(__name__)
+    for i in range(4 * MAX_QUEUED_SPANS):
+        with tracer.start_as_current_span(f"span-{i}"):
+            pass
+    return provider
+
+
+def test_spans_queued_for_a_hung_collector_are_bounded() -> None:
+    collector = HungCollector()
+    provider = spans_while_collector_hangs(collector, flush_seconds=5.0)
+    collector.release.set()
+    provider.force_flush()
+
+    # One batch was in the hung export; the queue held at most its bound; the rest dropped.
+    assert 0 < collector.exported <= MAX_QUEUED_SPANS + 512
+    provider.shutdown()
+
+
+def test_shutdown_does_not_wait_for_a_hung_collector() -> None:
+    collector = HungCollector()
+    provider = spans_while_collector_hangs(collector, flush_seconds=0.5)
+
+    started = time.monotonic()
+    provider.shutdown()  # the SDK alone would wait 30 s here
+    took = time.monotonic() - started
+    collector.release.set()
+
+    assert took < 2.0
+
+
+def test_the_service_uses_the_bounded_processor(settings: Settings) -> None:
+    provider = create_tracer_provider(settings, InMemorySpanExporter())
+    processors = provider._active_span_processor._span_processors
+    assert [type(p) for p in processors] == [BoundedBatchSpanProcessor]
+    provider.shutdown()
 
 
 def test_resource_names_the_service_and_instance(app: FastAPI, settings: Settings) -> None:

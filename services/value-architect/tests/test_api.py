@@ -60,6 +60,30 @@ async def test_body_that_is_not_json_gets_422(client: httpx.AsyncClient) -> None
     assert "JSON" in response.text
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"company_name": NaN, "industry": "Retail"}', "valid string"),
+        (b'{"company_name": "Acme", "industry": Infinity}', "valid string"),
+        (b'{"company_name": "\\ud800", "industry": "Retail"}', "unicode"),
+        (b'{"company_name": "Acme", "industry": "Retail", "\\udfff": 1}', "unicode"),
+        (b'{"company_name": "\xff\xfe", "industry": "Retail"}', "UnicodeDecodeError"),
+        (b"[" * 30_000, "RecursionError"),
+        (b'{"company_name": 1' + b"0" * 5000 + b', "industry": "Retail"}', "digits"),
+    ],
+    ids=["nan", "infinity", "lone-surrogate", "surrogate-key", "bad-utf8", "deep", "huge-int"],
+)
+async def test_body_python_cannot_echo_or_parse_gets_422_not_500(
+    client: httpx.AsyncClient, recorded: Recorded, body: bytes, reason: str
+) -> None:
+    headers = {"content-type": "application/json"}
+    response = await client.post(PATH, content=body, headers=headers)
+
+    assert response.status_code == 422
+    assert reason in response.text
+    assert not any(recorded.values())
+
+
 async def test_oversized_body_gets_413(client: httpx.AsyncClient, settings: Settings) -> None:
     big = {**GOOD, "industry": "x" * settings.max_request_body_bytes}
 

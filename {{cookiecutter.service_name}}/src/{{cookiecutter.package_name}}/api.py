@@ -7,6 +7,7 @@ from faststream.kafka.publisher import DefaultPublisher
 from pydantic import BaseModel
 
 from . import events
+from .errors import BodyErrorRoute
 from .health import Readiness
 from .telemetry import current_trace_id
 
@@ -17,7 +18,11 @@ class Accepted(BaseModel):
 
 
 def create_router(publisher: DefaultPublisher, readiness: Readiness) -> APIRouter:
-    router = APIRouter(prefix="/api/v1", tags=["{{ cookiecutter.api_resource }}"])
+    router = APIRouter(
+        prefix="/api/v1",
+        tags=["{{ cookiecutter.api_resource }}"],
+        route_class=BodyErrorRoute,
+    )
 
     @router.post(
         "/{{ cookiecutter.api_resource }}",
