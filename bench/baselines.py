@@ -19,6 +19,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+PARTITIONS = 3  # as bench/run.py creates the topics: one consumer per partition, as the service
+
 
 def result(request: dict[str, Any]) -> dict[str, Any]:
     """The same work as the template's handlers.handle."""
@@ -65,19 +67,45 @@ async def bare_aiokafka(bootstrap: str, source: str, sink: str, group: str, coun
 
 
 async def bare_faststream(bootstrap: str, source: str, sink: str, group: str, count: int) -> None:
+    """FastStream without telemetry, metrics or dead letters; the service's commit policy.
+
+    Same commit semantics as the generated service (its own `commits` module:
+    publish without waiting, commit in batches once results are acknowledged),
+    the same consumer per partition, and FastStream's per-message log lines at
+    DEBUG as in the service. Needs the generated package on the path (`PACKAGE`).
+    """
+    import importlib
+    import logging
+    import os
+
     from faststream import AckPolicy
     from faststream.kafka import KafkaBroker
 
-    broker = KafkaBroker(bootstrap)
+    commits = importlib.import_module(f"{os.environ['PACKAGE']}.commits")
+    logging.basicConfig(level=logging.WARNING)
+    broker = KafkaBroker(
+        bootstrap,
+        logger=logging.getLogger("faststream"),
+        log_level=logging.DEBUG,
+        middlewares=[commits.CommitPolicy()],
+    )
     finished = asyncio.Event()
     done = 0
 
     @broker.subscriber(
-        source, group_id=group, ack_policy=AckPolicy.NACK_ON_ERROR, auto_offset_reset="earliest"
+        source,
+        group_id=group,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        max_workers=PARTITIONS,
     )
     async def handle(request: dict[str, Any]) -> None:
         nonlocal done
-        await broker.publish(result(request), sink, key=request["company_name"].encode())
+        commits.expect(
+            await broker.publish(
+                result(request), sink, key=request["company_name"].encode(), no_confirm=True
+            )
+        )
         done += 1
         if done >= count:
             finished.set()
@@ -85,6 +113,9 @@ async def bare_faststream(bootstrap: str, source: str, sink: str, group: str, co
     await broker.start()
     try:
         await finished.wait()
+        for middleware in broker.middlewares:
+            if isinstance(middleware, commits.CommitPolicy):
+                await middleware.close()
     finally:
         await broker.stop()
 

@@ -7,7 +7,14 @@ memory and render time. Writes docs/benchmarks.json and docs/benchmarks.md.
 
 Sizes come from the environment (the defaults are what `make bench` runs):
 BENCH_MESSAGES (100000), BENCH_REPEATS (3), BENCH_RATE (200 req/s),
-BENCH_SECONDS (30). BENCH_OUTPUT moves the documents (the smoke test uses it).
+BENCH_SECONDS (30), BENCH_TRACING_OFF (1: also run the service with tracing
+off, to show what span export costs). BENCH_OUTPUT moves the documents and
+BENCH_SERVICES keeps the rendered, installed services in a directory to reuse
+(both for the smoke test); by default each run renders and installs afresh.
+BENCH_PROFILE=FILE samples the first service run with py-spy into FILE and
+prints where the time went (bench/profile.py). bench/before.json holds the
+figures measured before the template's hot path was optimised; they are shown
+next to the current ones.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -32,6 +40,7 @@ sys.path[:0] = [str(REPO), str(REPO / "infrastructure" / "native")]
 import httpx  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
+from bench.profile import summarise  # noqa: E402
 from platform_native import servers  # noqa: E402
 from platform_native.services import (  # noqa: E402
     ServiceInfo,
@@ -45,6 +54,9 @@ MESSAGES = int(os.environ.get("BENCH_MESSAGES", "100000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 RATE = int(os.environ.get("BENCH_RATE", "200"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
+TRACING_OFF = os.environ.get("BENCH_TRACING_OFF", "1") == "1"
+SERVICES = os.environ.get("BENCH_SERVICES", "")  # reuse services rendered and installed there
+PROFILE = os.environ.get("BENCH_PROFILE", "")  # py-spy's collapsed stacks of one service run
 PARTITIONS = 3
 AUDITOR = {
     "service_name": "value-auditor",
@@ -87,15 +99,21 @@ async def produce(bootstrap: str, topic: str, count: int) -> None:
 
 
 async def read(
-    bootstrap: str, topic: str, count: int, timeout: float, on_record: Callable[[Any], None]
+    bootstrap: str,
+    topic: str,
+    count: int,
+    timeout: float,
+    on_record: Callable[[Any], None],
+    done: Callable[[], bool] | None = None,
 ) -> int:
-    """Read `topic` from the beginning until `count` records or `timeout` seconds."""
+    """Read `topic` from the beginning until `count` records (or `done()`) or `timeout` s."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     seen = 0
+    finished = done or (lambda: seen >= count)
     try:
         deadline = time.monotonic() + timeout
-        while seen < count and time.monotonic() < deadline:
+        while not finished() and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
                 for record in records:
                     on_record(record)
@@ -115,10 +133,34 @@ def throughput_of(bootstrap: str, topic: str, count: int) -> float:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return 0.0
+
+
+class PeakRss:
+    """The highest RSS of a process, sampled every 0.2 s on a thread while in the block."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, rss_mib(self.pid))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 # ------------------------------------------------------------- the variants
@@ -126,12 +168,20 @@ def rss_mib(pid: int) -> float:
 
 class Bench:
     def __init__(
-        self, kafka: servers.Kafka, consul: servers.Consul, jaeger: servers.Jaeger, workdir: Path
+        self,
+        kafka: servers.Kafka,
+        consul: servers.Consul,
+        jaeger: servers.Jaeger,
+        workdir: Path,
+        logs: Path,
     ) -> None:
         self.kafka, self.consul, self.jaeger, self.workdir = kafka, consul, jaeger, workdir
-        started = time.perf_counter()
-        self.architect = ServiceInfo.read(render(workdir))
-        self.render_seconds = time.perf_counter() - started
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.logs = logs
+        self.profiled = False
+        if not (workdir / "value-architect").exists():  # BENCH_SERVICES may hold it already
+            render(workdir)
+        self.architect = ServiceInfo.read(workdir / "value-architect")
         self.script = install(self.architect.directory)
         self.python = self.script.parent / "python"
 
@@ -149,6 +199,7 @@ class Bench:
         source, sink, dead = f"{prefix}.in", f"{prefix}.out", f"{prefix}.dead-letter"
         self.kafka.create_topics([source, sink, dead], partitions=PARTITIONS)
         asyncio.run(produce(self.kafka.bootstrap, source, MESSAGES))
+        progress(f"{MESSAGES} requests in {source}")
         return source, sink, prefix
 
     def baseline(self, kind: str) -> dict[str, float]:
@@ -163,14 +214,16 @@ class Bench:
             group,
             str(MESSAGES),
         ]
-        process = subprocess.Popen(command)
-        peak = self._peak_rss(process)
-        return {
-            "msgs_per_s": throughput_of(self.kafka.bootstrap, sink, MESSAGES),
-            "rss_mib_load": peak,
-        }
+        package = self.architect.name.replace("-", "_")
+        process = subprocess.Popen(command, env={**os.environ, "PACKAGE": package})
+        with PeakRss(process.pid) as rss:
+            rate = throughput_of(self.kafka.bootstrap, sink, MESSAGES)
+        if process.wait(60) != 0:
+            raise RuntimeError(f"{kind} baseline exited with {process.returncode}")
+        return {"msgs_per_s": rate, "rss_mib_load": rss.peak}
 
-    def service(self) -> dict[str, float]:
+    def service(self, **extra: str) -> dict[str, float]:
+        """The generated service as its real process, everything on unless `extra` says."""
         source, sink, group = self.topics("service")
         env = self.env(
             CONSUMES_TOPIC=source,
@@ -178,28 +231,36 @@ class Bench:
             DEAD_LETTER_TOPIC=f"{group}.dead-letter",
             CONSUMER_GROUP=group,
             SERVICE_INSTANCE_ID=group,
+            **extra,
         )
-        process = ServiceProcess(self.architect, self.script, env, self.workdir / f"{group}.log")
+        process = ServiceProcess(self.architect, self.script, env, self.logs / f"{group}.log")
         process.start()
+        spy = self._profile(process.pid) if not extra else None
         try:
-            rate = throughput_of(self.kafka.bootstrap, sink, MESSAGES)
-            peak = rss_mib(process.pid)
+            with PeakRss(process.pid) as rss:
+                rate = throughput_of(self.kafka.bootstrap, sink, MESSAGES)
         finally:
             process.terminate()
-        return {"msgs_per_s": rate, "rss_mib_load": peak}
+        if spy is not None:
+            spy.wait(60)
+            print(summarise(Path(PROFILE), 60), flush=True)
+        return {"msgs_per_s": rate, "rss_mib_load": rss.peak}
 
-    def _peak_rss(self, process: subprocess.Popen[bytes]) -> float:
-        peak = 0.0
-        while process.poll() is None:
-            peak = max(peak, rss_mib(process.pid))
-            time.sleep(0.2)
-        if process.returncode != 0:
-            raise RuntimeError(f"baseline exited with {process.returncode}")
-        return peak
+    def _profile(self, pid: int) -> subprocess.Popen[bytes] | None:
+        """With BENCH_PROFILE, py-spy samples the first service run into that file."""
+        if not PROFILE or self.profiled:
+            return None
+        self.profiled = True
+        py_spy = Path(sys.executable).parent / "py-spy"
+        command = [str(py_spy), "record", "-f", "raw", "-r", "200", "-o", PROFILE, "-p", str(pid)]
+        return subprocess.Popen(command)
 
     def latency_and_startup(self) -> dict[str, Any]:
         """POST to value-architect at RATE/s; latency until value-auditor has handled it."""
-        auditor = ServiceInfo.read(render(self.workdir, **AUDITOR))
+        directory = self.workdir / AUDITOR["service_name"]
+        if not directory.exists():
+            render(self.workdir, **AUDITOR)
+        auditor = ServiceInfo.read(directory)
         topics = {t: PARTITIONS for info in (self.architect, auditor) for t in info.topics}
         self.kafka.create_topics(list(topics), partitions=PARTITIONS)
         processes = []
@@ -207,7 +268,7 @@ class Bench:
         for info in (self.architect, auditor):
             started = time.perf_counter()
             process = ServiceProcess(
-                info, install(info.directory), self.env(), self.workdir / f"{info.name}.log"
+                info, install(info.directory), self.env(), self.logs / f"{info.name}.log"
             ).start()
             processes.append(process)
             wait_until_passing(self.consul.http_addr, info.name, process=process)
@@ -217,13 +278,14 @@ class Bench:
             idle = rss_mib(processes[0].pid)
             sent = asyncio.run(self._send(processes[0].url))
             received: dict[str, int] = {}
-            asyncio.run(
+            asyncio.run(  # the topic holds earlier repeats too: read until all of these are in
                 read(
                     self.kafka.bootstrap,
                     "value-model.audited",
                     len(sent),
                     120,
                     lambda r: received.__setitem__(r.key.decode(), r.timestamp),
+                    done=lambda: all(key in received for key in sent),
                 )
             )
         finally:
@@ -275,6 +337,13 @@ def percentile(sorted_values: list[int], p: float) -> float:
     return float(sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))])
 
 
+STARTED = time.monotonic()
+
+
+def progress(what: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f}s] {what}", flush=True)
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
@@ -282,29 +351,38 @@ def main() -> int:
         consul = servers.Consul(workdir / "consul")
         jaeger = servers.Jaeger(workdir / "jaeger")
         with servers.running(kafka, consul, jaeger):
-            bench = Bench(kafka, consul, jaeger, workdir / "services")
+            progress("servers running")
+            services = Path(SERVICES) if SERVICES else workdir / "services"
+            bench = Bench(kafka, consul, jaeger, services, workdir / "logs")
             runs: dict[str, list[dict[str, float]]] = {
                 "service": [],
                 "faststream": [],
                 "aiokafka": [],
+                "service_tracing_off": [],
             }
-            for repeat in range(REPEATS):  # interleaved: every repeat runs all three
+            for repeat in range(REPEATS):  # interleaved: every repeat runs every variant
                 runs["aiokafka"].append(bench.baseline("aiokafka"))
                 runs["faststream"].append(bench.baseline("faststream"))
                 runs["service"].append(bench.service())
-                print(
+                if TRACING_OFF:  # what the span export costs (the profile's largest item)
+                    runs["service_tracing_off"].append(bench.service(OTEL_SDK_DISABLED="true"))
+                progress(
                     f"repeat {repeat + 1}/{REPEATS}: "
-                    + ", ".join(f"{k}={v[-1]['msgs_per_s']:.0f}/s" for k, v in runs.items()),
-                    flush=True,
+                    + ", ".join(f"{k}={v[-1]['msgs_per_s']:.0f}/s" for k, v in runs.items() if v)
                 )
+            progress("throughput done")
             latency = [bench.latency_and_startup() for _ in range(REPEATS)]
-            renders = [bench.render_seconds] + [_time_render(workdir / f"r{i}") for i in range(2)]
+            progress("latency done")
+            renders = [_time_render(workdir / f"r{i}") for i in range(3)]
+    runs = {k: v for k, v in runs.items() if v}
     ratios = [
         s["msgs_per_s"] / a["msgs_per_s"]
         for s, a in zip(runs["service"], runs["aiokafka"], strict=True)
     ]
+    before_path = REPO / "bench" / "before.json"
     result = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
         "messages_per_run": MESSAGES,
         "repeats": REPEATS,
         "throughput_ratio_vs_aiokafka": round(statistics.median(ratios), 3),
@@ -326,6 +404,7 @@ def main() -> int:
         },
         "startup_to_passing_s": summary([r["startup_s"] for r in latency]),
         "render_s": summary(renders),
+        "before": json.loads(before_path.read_text()) if before_path.exists() else None,
     }
     docs = Path(os.environ.get("BENCH_OUTPUT", REPO / "docs"))
     docs.mkdir(parents=True, exist_ok=True)
@@ -344,9 +423,14 @@ def _time_render(directory: Path) -> float:
 def markdown(r: dict[str, Any]) -> str:
     t, m = r["throughput_msgs_per_s"], r["rss_mib_under_load"]
     rows = [
-        ("Throughput, generated service (msg/s)", t["service"]),
+        ("Throughput, generated service, everything on (msg/s)", t["service"]),
         ("Throughput, FastStream without middleware (msg/s)", t["faststream"]),
         ("Throughput, bare aiokafka loop (msg/s)", t["aiokafka"]),
+    ]
+    if "service_tracing_off" in t:
+        off = t["service_tracing_off"]
+        rows.append(("Throughput, generated service, tracing off (msg/s)", off))
+    rows += [
         ("Latency p50, POST to second service handled (ms)", r["latency_ms"]["p50"]),
         ("Latency p95 (ms)", r["latency_ms"]["p95"]),
         ("Latency p99 (ms)", r["latency_ms"]["p99"]),
@@ -361,10 +445,13 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `make bench` at {r['measured_at']}: {r['messages_per_run']} messages of",
-        f"1 KiB per throughput run, {r['repeats']} repeats, the three variants interleaved on",
-        f"the same loopback Kafka; latency at {load['rate_per_s']} requests/s "
-        f"for {load['seconds']:.0f} s.",
+        f"Written by `make bench` at {r['measured_at']} on {r['cpus']} CPUs: "
+        f"{r['messages_per_run']} messages",
+        f"of 1 KiB per throughput run, {r['repeats']} repeats, the variants interleaved on the",
+        "same loopback Kafka (Consul and Jaeger running too: the generated service sends",
+        f"every span to Jaeger); latency at {load['rate_per_s']} requests/s for "
+        f"{load['seconds']:.0f} s,",
+        f"{sum(load['received'])} of {sum(load['sent'])} requests handled by the second service.",
         "",
         f"**Throughput ratio, generated service / bare aiokafka: "
         f"{r['throughput_ratio_vs_aiokafka']}** (median; runs "
@@ -374,7 +461,41 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     lines += [f"| {name} | {s['min']} | {s['median']} | {s['runs']} |" for name, s in rows]
+    lines += ["", *NOTES]
+    before = r.get("before")
+    if before:
+        bt = before["throughput_msgs_per_s"]
+        lines += [
+            "",
+            "## Before the hot-path changes",
+            "",
+            before["note"],
+            "",
+            "| Figure | before | now (median) |",
+            "|---|---|---|",
+            f"| Ratio, service / aiokafka | {before['throughput_ratio_vs_aiokafka']} "
+            f"| {r['throughput_ratio_vs_aiokafka']} |",
+            f"| Generated service (msg/s) | {bt['service']} | {t['service']['median']} |",
+            f"| FastStream baseline (msg/s) | {bt['faststream']} | {t['faststream']['median']} |",
+            f"| aiokafka baseline (msg/s) | {bt['aiokafka']} | {t['aiokafka']['median']} |",
+        ]
+        lines += [
+            f"| Latency {p} at {before['latency_rate_per_s']}/s (ms) | {before['latency_ms'][p]} "
+            f"| {r['latency_ms'][p]['median']} |"
+            for p in ("p50", "p95", "p99")
+        ]
     return "\n".join(lines) + "\n"
+
+
+NOTES = [
+    "What the variants do: all three decode the 1 KiB JSON request, build the result, encode",
+    "it and produce it to their own output topic, and commit an offset only once its result",
+    "is acknowledged by Kafka. The generated service runs as its real process with tracing",
+    "(OTLP to Jaeger), Prometheus metrics, pydantic validation, the dead-letter policy and",
+    "batched commits (its `commits` module); the FastStream baseline is a plain subscriber",
+    "with the same commit policy; the aiokafka loop commits after each `getmany` batch.",
+    "Throughput is taken from the broker timestamps of the first and last result.",
+]
 
 
 if __name__ == "__main__":

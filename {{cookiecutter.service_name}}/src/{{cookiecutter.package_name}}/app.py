@@ -38,6 +38,10 @@ def create_broker(
         client_id=settings.service_id,
         security=security,
         graceful_timeout=settings.shutdown_grace_seconds,
+        # FastStream's own logger writes two lines per message whatever LOG_LEVEL says;
+        # through the standard one they are DEBUG lines, and its errors still show.
+        logger=logging.getLogger("faststream"),
+        log_level=logging.DEBUG,
         middlewares=[
             KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
             KafkaPrometheusMiddleware(registry=registry, app_name=settings.otel_service_name),

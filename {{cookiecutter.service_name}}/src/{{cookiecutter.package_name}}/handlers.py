@@ -1,9 +1,14 @@
 """Kafka subscribers and publishers: the service's event-driven work.
 
-At-least-once delivery: `AckPolicy.NACK_ON_ERROR` commits the offset only
-after the handler returns (FastStream's default commits on receipt, before
-the work is done). An error that escapes the dead-letter middleware seeks
-back, so the message is redelivered instead of lost.
+At-least-once delivery: an offset is committed only once the message has
+been handled and its result acknowledged by Kafka (FastStream's default
+commits on receipt, before the work is done). `commits.CommitPolicy` does
+this in batches, off the per-message path: the handler publishes without
+waiting for the acknowledgement, and offsets are committed every
+`COMMIT_MAX_PENDING` messages or `COMMIT_INTERVAL_SECONDS`, as soon as the
+stream pauses, and at shut-down.
+An error that escapes the dead-letter middleware seeks back, so the message
+is redelivered instead of lost.
 
 Partitions are consumed concurrently (`CONSUMER_WORKERS` consumers, each with
 its own partitions and its own commits), so a message waiting for a retry
@@ -17,7 +22,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.publisher import DefaultPublisher
 
-from . import events
+from . import commits, events
 from .config import Settings
 from .dead_letter import DeadLetterPolicy
 
@@ -43,6 +48,12 @@ def create_router(settings: Settings) -> KafkaRouter:
         schema=bytes,
         description="Messages that could not be processed, with x-dead-letter-* headers.",
     )
+    # Outermost: it sees what the dead-letter middleware lets through.
+    router.add_middleware(
+        commits.CommitPolicy(
+            max_pending=settings.commit_max_pending, interval=settings.commit_interval_seconds
+        )
+    )
     router.add_middleware(
         DeadLetterPolicy(
             dead_letters,
@@ -56,7 +67,7 @@ def create_router(settings: Settings) -> KafkaRouter:
     @router.subscriber(
         settings.consumes_topic,
         group_id=settings.consumer_group,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        ack_policy=AckPolicy.MANUAL,  # commits.CommitPolicy commits
         auto_offset_reset="earliest",
         max_workers=settings.consumer_workers,
     )
@@ -65,7 +76,10 @@ def create_router(settings: Settings) -> KafkaRouter:
     ) -> None:
         """Handle a request and emit the result, keyed like the request."""
         result = handle(event)
-        await produced.publish(result, key=event.company_name.encode())
+        # Not awaiting Kafka's acknowledgement here: the commit waits for it.
+        commits.expect(
+            await produced.publish(result, key=event.company_name.encode(), no_confirm=True)
+        )
 
     return router
 
@@ -93,3 +107,16 @@ async def drain(broker: KafkaBroker, grace: float) -> None:
                 wait_release = getattr(subscriber.lock, "wait_release", None)
                 if wait_release is not None:
                     await wait_release(grace)
+    for policy in commit_policies(broker):
+        with suppress(Exception):  # uncommitted messages are consumed again
+            async with asyncio.timeout(grace):
+                await policy.close()
+
+
+def commit_policies(broker: KafkaBroker) -> list[commits.CommitPolicy]:
+    found: dict[int, commits.CommitPolicy] = {}
+    for subscriber in broker.subscribers:
+        for middleware in getattr(subscriber, "_broker_middlewares", ()):
+            if isinstance(middleware, commits.CommitPolicy):
+                found[id(middleware)] = middleware
+    return list(found.values())
