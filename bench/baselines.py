@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 PARTITIONS = 3  # as bench/run.py creates the topics: one consumer per partition, as the service
+BATCH_SIZE = 500  # the service's CONSUMER_BATCH_SIZE default
 
 
 def result(request: dict[str, Any]) -> dict[str, Any]:
@@ -67,55 +68,52 @@ async def bare_aiokafka(bootstrap: str, source: str, sink: str, group: str, coun
 
 
 async def bare_faststream(bootstrap: str, source: str, sink: str, group: str, count: int) -> None:
-    """FastStream without telemetry, metrics or dead letters; the service's commit policy.
+    """FastStream without telemetry, metrics or dead letters, shaped like the service.
 
-    Same commit semantics as the generated service (its own `commits` module:
-    publish without waiting, commit in batches once results are acknowledged),
-    the same consumer per partition, and FastStream's per-message log lines at
-    DEBUG as in the service. Needs the generated package on the path (`PACKAGE`).
+    The same consumers as the generated service (one batch subscriber per
+    partition in one group), the same commit semantics (publish without
+    waiting, then commit the batch once every result is acknowledged:
+    `AckPolicy.NACK_ON_ERROR`), and FastStream's own JSON decoding and
+    per-message `publish`; FastStream's per-message log lines at DEBUG as in
+    the service.
     """
-    import importlib
     import logging
-    import os
 
     from faststream import AckPolicy
     from faststream.kafka import KafkaBroker
 
-    commits = importlib.import_module(f"{os.environ['PACKAGE']}.commits")
     logging.basicConfig(level=logging.WARNING)
-    broker = KafkaBroker(
-        bootstrap,
-        logger=logging.getLogger("faststream"),
-        log_level=logging.DEBUG,
-        middlewares=[commits.CommitPolicy()],
-    )
+    broker = KafkaBroker(bootstrap, logger=logging.getLogger("faststream"), log_level=logging.DEBUG)
     finished = asyncio.Event()
     done = 0
 
-    @broker.subscriber(
-        source,
-        group_id=group,
-        ack_policy=AckPolicy.MANUAL,
-        auto_offset_reset="earliest",
-        max_workers=PARTITIONS,
-    )
-    async def handle(request: dict[str, Any]) -> None:
+    async def handle(requests: list[dict[str, Any]]) -> None:
         nonlocal done
-        commits.expect(
+        deliveries = [
             await broker.publish(
                 result(request), sink, key=request["company_name"].encode(), no_confirm=True
             )
-        )
-        done += 1
+            for request in requests
+        ]
+        await asyncio.gather(*deliveries)  # then FastStream commits the batch
+        done += len(requests)
         if done >= count:
             finished.set()
+
+    for _ in range(PARTITIONS):
+        broker.subscriber(
+            source,
+            group_id=group,
+            batch=True,
+            max_records=BATCH_SIZE,
+            batch_timeout_ms=50,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+        )(handle)
 
     await broker.start()
     try:
         await finished.wait()
-        for middleware in broker.middlewares:
-            if isinstance(middleware, commits.CommitPolicy):
-                await middleware.close()
     finally:
         await broker.stop()
 

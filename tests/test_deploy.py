@@ -23,6 +23,7 @@ from platform_native.deploy import discover
 from platform_native.servers import pid_alive
 from platform_native.services import passing_instances
 
+from . import jaeger
 from .conftest import REPO
 
 pytestmark = pytest.mark.infra
@@ -103,19 +104,18 @@ def request_trace_id(env: dict[str, str]) -> str:
 
 
 def test_a_request_leaves_a_trace_in_jaeger(env: dict[str, str], request_trace_id: str) -> None:
-    url = f"{env['JAEGER_QUERY_URL']}/api/traces/{request_trace_id}"
+    query_url = env["JAEGER_QUERY_URL"]
+    requested = eventually(lambda: jaeger.trace(query_url, request_trace_id))
+    assert requested, f"trace {request_trace_id} not in Jaeger"
+    assert ("value-architect", "POST /api/v1/value-models") in jaeger.operations(requested)
 
-    def operations() -> set[str]:
-        response = httpx.get(url, timeout=5)
-        if response.status_code != 200:
-            return set()
-        return {span["operationName"] for span in response.json()["data"][0]["spans"]}
-
-    names = eventually(
-        lambda: (found := operations()) >= {"value-model.requested process"} and found
+    handled = eventually(
+        lambda: jaeger.linked_trace(
+            query_url, "value-architect", "value-model.requested create", request_trace_id
+        )
     )
-    assert names, f"trace {request_trace_id} not complete in Jaeger"
-    assert "POST /api/v1/value-models" in names
+    assert handled, "the batch that handled the request is not linked to it in Jaeger"
+    assert ("value-architect", "value-model.requested process") in jaeger.operations(handled)
 
 
 def test_prometheus_scrapes_the_service(env: dict[str, str], request_trace_id: str) -> None:

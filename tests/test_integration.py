@@ -13,7 +13,6 @@ import json
 import re
 import signal
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,9 @@ from platform_native.services import (
     wait_until_passing,
 )
 
+from . import jaeger
 from .conftest import REPO, Platform
+from .jaeger import get_json, operations
 from .rendering import render
 
 pytestmark = pytest.mark.infra
@@ -45,11 +46,6 @@ AUDITOR = {
     "consumes_topic": "value-model.created",
     "produces_topic": "value-model.audited",
 }
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)
 
 
 def eventually(check: Any, timeout: float = 30.0, interval: float = 0.5) -> Any:
@@ -143,37 +139,40 @@ def test_both_registered_with_passing_checks(
         assert {check["Status"] for check in instance["Checks"]} == {"passing"}
 
 
-def test_one_trace_from_http_to_the_other_service(
+def test_http_request_is_traced_through_both_services(
     platform: Platform, accepted: dict[str, str]
 ) -> None:
-    url = f"{platform.jaeger.query_url}/api/traces/{accepted['trace_id']}"
+    query_url = platform.jaeger.query_url
 
-    def complete_trace() -> dict[str, Any] | None:
-        try:
-            [trace] = get_json(url)["data"]
-        except (OSError, ValueError):
-            return None
-        names = {span["operationName"] for span in trace["spans"]}
-        return trace if "value-model.created process" in names else None
+    def request_trace() -> dict[str, Any] | None:
+        found = jaeger.trace(query_url, accepted["trace_id"])
+        published = found and ("value-architect", "value-model.requested create") in operations(
+            found
+        )
+        return found if published else None
 
-    trace = eventually(complete_trace)
-    assert trace, f"no complete trace {accepted['trace_id']} in Jaeger"
-    spans = {span["spanID"]: span for span in trace["spans"]}
-    service_of = {key: value["serviceName"] for key, value in trace["processes"].items()}
+    requested = eventually(request_trace)
+    assert requested, f"no trace {accepted['trace_id']} in Jaeger"
+    assert ("value-architect", "POST /api/v1/value-models") in operations(requested)
 
-    def parent(span: dict[str, Any]) -> dict[str, Any] | None:
-        refs = [ref for ref in span["references"] if ref["refType"] == "CHILD_OF"]
-        return spans.get(refs[0]["spanID"]) if refs else None
+    handled = eventually(
+        lambda: jaeger.linked_trace(
+            query_url, "value-architect", "value-model.requested create", requested["traceID"]
+        )
+    )
+    assert handled, "no batch span of value-architect linked to the request"
+    assert {
+        ("value-architect", "value-model.requested process"),
+        ("value-architect", "value-model.created create"),
+    } <= operations(handled)
 
-    [consumed] = [s for s in spans.values() if s["operationName"] == "value-model.created process"]
-    assert service_of[consumed["processID"]] == "value-auditor"
-    chain = [consumed]
-    while (up := parent(chain[-1])) is not None:
-        chain.append(up)
-    names = [(service_of[span["processID"]], span["operationName"]) for span in chain]
-    assert names[-1] == ("value-architect", "POST /api/v1/value-models")
-    assert ("value-architect", "value-model.requested create") in names
-    assert ("value-architect", "value-model.created create") in names
+    audited = eventually(
+        lambda: jaeger.linked_trace(
+            query_url, "value-auditor", "value-model.created create", handled["traceID"]
+        )
+    )
+    assert audited, "no batch span of value-auditor linked to value-architect's results"
+    assert ("value-auditor", "value-model.created process") in operations(audited)
 
 
 def test_prometheus_scrapes_both_through_consul(

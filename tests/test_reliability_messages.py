@@ -72,17 +72,17 @@ def _faulty_handle(event):
 
 
 handlers.handle = _faulty_handle
-_real_scope = dead_letter.DeadLetterMiddleware.consume_scope
+_real_run = dead_letter.DeadLetterPolicy.run
 
 
-async def _slow_scope(self, call_next, msg):
+async def _slow_run(self, record, work):
     """`slow-*` takes 0.2 s of (asynchronous) work, like a call to a slow dependency."""
-    if msg.body.startswith(b'{"company_name": "slow-'):
+    if (record.value or b"").startswith(b'{"company_name": "slow-'):
         await asyncio.sleep(0.2)
-    return await _real_scope(self, call_next, msg)
+    return await _real_run(self, record, work)
 
 
-dead_letter.DeadLetterMiddleware.consume_scope = _slow_scope
+dead_letter.DeadLetterPolicy.run = _slow_run
 '''
 
 
@@ -715,6 +715,7 @@ def test_kafka_sigkill_mid_stream_loses_nothing(platform: Platform, architect: I
 
 SIGTERM_TOTAL = 2000
 WORKERS = 3  # the template's CONSUMER_WORKERS default for 3 partitions
+SIGTERM_BATCH = 20  # CONSUMER_BATCH_SIZE here: a batch in flight takes about 0.4 s
 
 
 def catalog_ids(platform: Platform, name: str) -> set[str]:
@@ -752,7 +753,8 @@ def test_sigterm_under_load_drains_commits_deregisters_and_hands_over(
     # One request in ten takes 0.2 s, so work is in flight when SIGTERM comes.
     keys = [(f"slow-{i}" if i % 10 == 0 else f"term-{i}").encode() for i in range(SIGTERM_TOTAL)]
     produce(bootstrap, topics.requested, [(key, request(key.decode())) for key in keys])
-    first = start(platform, architect, "sigterm-a", faults=True, **topics.env())
+    batches = {"CONSUMER_BATCH_SIZE": str(SIGTERM_BATCH)}
+    first = start(platform, architect, "sigterm-a", faults=True, **batches, **topics.env())
     second: ServiceProcess | None = None
     try:
         wait_until_passing(platform.consul.http_addr, name, process=first)
@@ -787,7 +789,7 @@ def test_sigterm_under_load_drains_commits_deregisters_and_hands_over(
             for t in trace_ids
         )
 
-        second = start(platform, architect, "sigterm-b", faults=True, **topics.env())
+        second = start(platform, architect, "sigterm-b", faults=True, **batches, **topics.env())
         records = read_until(
             bootstrap, topics.created, lambda rs: len(source_keys(rs)) >= SIGTERM_TOTAL, 120
         )
@@ -814,7 +816,7 @@ def test_sigterm_under_load_drains_commits_deregisters_and_hands_over(
     passed = (
         exit_code in (0, -signal.SIGTERM)
         and stop_seconds < grace
-        and after_sigterm <= WORKERS
+        and after_sigterm <= WORKERS * SIGTERM_BATCH
         and "Application shutdown complete" in log
         and deregistered
         and committed_by_first == len(first_keys)
@@ -826,7 +828,7 @@ def test_sigterm_under_load_drains_commits_deregisters_and_hands_over(
     report.record(
         "messages.sigterm_under_load",
         "SIGTERM while consuming: the instance stops fetching at once, finishes only what is "
-        "in flight (at most one message per consumer) within the grace period, commits, "
+        "in flight (at most one batch per consumer) within the grace period, commits, "
         "deregisters from Consul and flushes its spans; the next instance of the group "
         "starts at the committed offsets, nothing lost",
         passed=passed,
@@ -836,6 +838,7 @@ def test_sigterm_under_load_drains_commits_deregisters_and_hands_over(
         exit_code=exit_code,
         processed_by_first=len(first_keys),
         consumers=WORKERS,
+        batch_size=SIGTERM_BATCH,
         finished_after_sigterm=after_sigterm,
         committed_by_first=committed_by_first,
         deregistered=deregistered,
@@ -846,7 +849,7 @@ def test_sigterm_under_load_drains_commits_deregisters_and_hands_over(
     )
     assert exit_code in (0, -signal.SIGTERM), log[-3000:]
     assert stop_seconds < grace
-    assert after_sigterm <= WORKERS, f"{after_sigterm} messages finished after SIGTERM"
+    assert after_sigterm <= WORKERS * SIGTERM_BATCH, f"{after_sigterm} finished after SIGTERM"
     assert "Application shutdown complete" in log
     assert deregistered
     assert committed_by_first == len(first_keys), (commits, len(first_keys))

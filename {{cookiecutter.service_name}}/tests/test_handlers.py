@@ -3,11 +3,12 @@
 import json
 from uuid import uuid4
 
+import pytest
 from faststream.kafka import KafkaBroker
 
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.events import {{ cookiecutter.__consumed_event }}
-from {{ cookiecutter.package_name }}.handlers import handle
+from {{ cookiecutter.package_name }}.handlers import commit, handle
 
 from .conftest import Recorded
 
@@ -46,3 +47,33 @@ async def test_unknown_extra_fields_are_ignored(
     await broker.publish(event, settings.consumes_topic)
 
     assert len(recorded[settings.produces_topic]) == 1
+
+
+async def test_a_batch_is_handled_message_by_message_and_keyed_per_result(
+    broker: KafkaBroker, settings: Settings, recorded: Recorded
+) -> None:
+    await broker.publish_batch(
+        {"company_name": "Acme", "industry": "Retail"},
+        b"not json",
+        {"company_name": "Globex", "industry": "Energy"},
+        topic=settings.consumes_topic,
+    )
+
+    results = recorded[settings.produces_topic]
+    assert [json.loads(message.body)["company_name"] for message in results] == ["Acme", "Globex"]
+    assert [message.raw_message.key for message in results] == [b"Acme", b"Globex"]  # type: ignore[union-attr]
+    assert {message.headers["content-type"] for message in results} == {"application/json"}
+    [dead] = recorded[settings.dead_letter_topic]
+    assert dead.body == b"not json"
+
+
+async def test_a_commit_kafka_refuses_is_a_warning_and_the_batch_comes_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Rebalanced:
+        async def ack(self) -> None:
+            raise RuntimeError("the group has rebalanced")
+
+    await commit(Rebalanced())  # type: ignore[arg-type]
+
+    assert "will be consumed again" in caplog.text

@@ -8,7 +8,11 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 
 from value_architect import handlers
 from value_architect.config import Settings
-from value_architect.dead_letter import DeadLetterPolicy
+from value_architect.dead_letter import (
+    UNDECODABLE_HEADERS,
+    BinaryHeaderGuard,
+    DeadLetterPolicy,
+)
 from value_architect.events import ValueModelRequested
 
 from .conftest import Recorded
@@ -112,19 +116,25 @@ def test_backoff_doubles_up_to_its_cap() -> None:
     assert delays == pytest.approx([0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
 
 
-async def test_binary_header_is_escaped_before_parsing_and_dead_lettered() -> None:
-    """FastStream's parser decodes headers as UTF-8; one binary header must not break it."""
-    policy = DeadLetterPolicy(
-        KafkaRouter().publisher("dead-letters"),
-        consumer_group="group",
-        max_retries=0,
-        backoff_seconds=0.0,
-        max_event_bytes=1024,
-    )
-    record = SimpleNamespace(headers=[("x-raw", b"\xff\xfe"), ("x-text", b"ok")])
-    middleware = policy(record, context=ContextRepo())
+async def test_binary_header_is_escaped_before_parsing_and_dead_lettered(
+    broker: KafkaBroker, settings: Settings, recorded: Recorded
+) -> None:
+    """FastStream's parser decodes headers as UTF-8; one binary header must not break a batch."""
+    bad = SimpleNamespace(headers=[("x-raw", b"\xff\xfe"), ("x-text", b"ok")])
+    good = SimpleNamespace(headers=[("x-text", b"ok")])
 
-    await middleware.on_receive()
+    await BinaryHeaderGuard((bad, good), context=ContextRepo()).on_receive()
 
-    assert record.headers == [("x-raw", b"\\xff\\xfe"), ("x-text", b"ok")]
-    assert middleware.undecodable_headers == ["x-raw"]
+    assert bad.headers == [
+        ("x-raw", b"\\xff\\xfe"),
+        ("x-text", b"ok"),
+        (UNDECODABLE_HEADERS, b"x-raw"),
+    ]
+    assert good.headers == [("x-text", b"ok")]
+
+    await broker.publish(GOOD, settings.consumes_topic, headers={UNDECODABLE_HEADERS: "x-raw"})
+
+    [dead] = recorded[settings.dead_letter_topic]
+    assert dead.headers["x-dead-letter-error"] == "PoisonMessageError"
+    assert dead.headers["x-dead-letter-reason"] == "headers not UTF-8: x-raw"
+    assert not recorded[settings.produces_topic]

@@ -1,4 +1,4 @@
-"""One trace across the Kafka hop: the consumer's span is a child of the producer's."""
+"""Tracing across the Kafka hop: a batch's span links to the span of each message in it."""
 
 import threading
 import time
@@ -10,7 +10,6 @@ from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
 
 from value_architect.config import Settings
 from value_architect.telemetry import (
@@ -21,27 +20,33 @@ from value_architect.telemetry import (
 
 
 def finished_spans(app: FastAPI, spans: InMemorySpanExporter) -> dict[str, ReadableSpan]:
-    """Finished spans by name (each name occurs once in these tests)."""
+    """Finished spans by name and kind, "<name> <KIND>" (each occurs once in these tests)."""
     app.state.tracer_provider.force_flush()
-    return {span.name: span for span in spans.get_finished_spans()}
+    return {f"{span.name} {span.kind.name}": span for span in spans.get_finished_spans()}
 
 
-async def test_consumer_span_is_child_of_producer_span(
+def linked(span: ReadableSpan) -> set[int]:
+    return {link.context.span_id for link in span.links}
+
+
+async def test_batch_span_links_to_each_producer_span_and_parents_the_results(
     app: FastAPI, broker: KafkaBroker, settings: Settings, spans: InMemorySpanExporter
 ) -> None:
+    """OpenTelemetry's messaging convention for batches: one span, a link per message."""
     await broker.publish({"company_name": "Acme", "industry": "Retail"}, settings.consumes_topic)
 
     by_name = finished_spans(app, spans)
-    create = by_name[f"{settings.consumes_topic} create"]
-    process = by_name[f"{settings.consumes_topic} process"]
-    assert create.kind is SpanKind.PRODUCER
-    assert process.kind is SpanKind.CONSUMER
+    produced = by_name[f"{settings.consumes_topic} create PRODUCER"]
+    batch = by_name[f"{settings.consumes_topic} create CONSUMER"]
+    process = by_name[f"{settings.consumes_topic} process CONSUMER"]
+    assert linked(batch) == {produced.context.span_id}
+    assert batch.attributes is not None
+    assert batch.attributes["messaging.batch.message_count"] == 1
     assert process.parent is not None
-    assert process.parent.span_id == create.context.span_id
-    assert process.context.trace_id == create.context.trace_id
-    produced = by_name[f"{settings.produces_topic} create"]
-    assert produced.parent is not None
-    assert produced.parent.span_id == process.context.span_id
+    assert process.parent.span_id == batch.context.span_id
+    result = by_name[f"{settings.produces_topic} create PRODUCER"]
+    assert result.parent is not None
+    assert result.parent.span_id == process.context.span_id
 
 
 class HungCollector(SpanExporter):
@@ -105,7 +110,7 @@ def test_resource_names_the_service_and_instance(app: FastAPI, settings: Setting
     assert attributes["service.instance.id"] == settings.service_instance_id
 
 
-async def test_one_trace_from_http_request_to_handler(
+async def test_http_request_is_traced_to_the_batch_that_handles_it(
     app: FastAPI, client: httpx.AsyncClient, settings: Settings, spans: InMemorySpanExporter
 ) -> None:
     response = await client.post(
@@ -115,13 +120,12 @@ async def test_one_trace_from_http_request_to_handler(
 
     trace_id = int(response.json()["trace_id"], 16)
     by_name = finished_spans(app, spans)
-    assert {span.context.trace_id for span in by_name.values()} == {trace_id}
-    server = by_name["POST /api/v1/value-models"]
-    create = by_name[f"{settings.consumes_topic} create"]
-    process = by_name[f"{settings.consumes_topic} process"]
-    assert server.kind is SpanKind.SERVER
+    server = by_name["POST /api/v1/value-models SERVER"]
+    create = by_name[f"{settings.consumes_topic} create PRODUCER"]
+    batch = by_name[f"{settings.consumes_topic} create CONSUMER"]
     assert server.parent is None
+    assert server.context.trace_id == trace_id
     assert create.parent is not None
     assert create.parent.span_id == server.context.span_id
-    assert process.parent is not None
-    assert process.parent.span_id == create.context.span_id
+    assert create.context.trace_id == trace_id
+    assert linked(batch) == {create.context.span_id}

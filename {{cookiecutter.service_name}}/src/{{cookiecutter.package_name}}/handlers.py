@@ -1,30 +1,37 @@
 """Kafka subscribers and publishers: the service's event-driven work.
 
-At-least-once delivery: an offset is committed only once the message has
-been handled and its result acknowledged by Kafka (FastStream's default
-commits on receipt, before the work is done). `commits.CommitPolicy` does
-this in batches, off the per-message path: the handler publishes without
-waiting for the acknowledgement, and offsets are committed every
-`COMMIT_MAX_PENDING` messages or `COMMIT_INTERVAL_SECONDS`, as soon as the
-stream pauses, and at shut-down.
-An error that escapes the dead-letter middleware seeks back, so the message
-is redelivered instead of lost.
+Messages are consumed in batches of up to `CONSUMER_BATCH_SIZE`. Each message
+is validated and handled on its own (a bad one goes to the dead-letter topic,
+see `dead_letter`); the results are published together (see `publishing`);
+and the batch is committed only once Kafka has acknowledged every result
+(after an error it seeks back, and the batch comes again). So delivery is at
+least once, and tracing and metrics cost once per batch, not per message: the
+batch gets one "process" span, linked to each message's producer span
+(OpenTelemetry's convention for batches).
 
-Partitions are consumed concurrently (`CONSUMER_WORKERS` consumers, each with
-its own partitions and its own commits), so a message waiting for a retry
-holds up only its own partitions; order within a partition is kept.
+`CONSUMER_WORKERS` consumers share the partitions, each with its own batches
+and commits, so a message waiting for a retry holds up only its own
+consumer's partitions; order within a partition is kept.
 """
 
 import asyncio
+import logging
 from contextlib import suppress
+from typing import Any
 
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaRouter
-from faststream.kafka.publisher import DefaultPublisher
+from faststream.kafka import KafkaBroker, KafkaMessage, KafkaResponse, KafkaRouter
+from faststream.kafka.annotations import KafkaBroker as Broker
+from faststream.kafka.annotations import KafkaMessage as Message
+from pydantic import SkipValidation
 
-from . import commits, events
+from . import events, publishing
 from .config import Settings
-from .dead_letter import DeadLetterPolicy
+from .dead_letter import BinaryHeaderGuard, DeadLetterPolicy
+
+logger = logging.getLogger(__name__)
+
+FETCH_WAIT_MS = 50  # an idle consumer polls this often; a busy one never waits
 
 
 def handle(event: events.{{ cookiecutter.__consumed_event }}) -> events.{{ cookiecutter.__produced_event }}:
@@ -36,52 +43,86 @@ def handle(event: events.{{ cookiecutter.__consumed_event }}) -> events.{{ cooki
     )
 
 
+async def work(value: bytes) -> KafkaResponse:
+    """One message: validate straight from the bytes, handle, encode the result."""
+    result = handle(events.{{ cookiecutter.__consumed_event }}.model_validate_json(value))
+    # Keyed by subject, so the results for one subject stay in order.
+    return KafkaResponse(result.model_dump_json().encode(), key=result.company_name.encode())
+
+
+async def records_only(message: Any, decode: Any) -> None:
+    """The handler reads the raw records: skip FastStream's JSON decoding of the batch."""
+
+
 def create_router(settings: Settings) -> KafkaRouter:
-    router = KafkaRouter()
-    produced: DefaultPublisher = router.publisher(
+    router = KafkaRouter(middlewares=[BinaryHeaderGuard])
+    # Documents the results in the AsyncAPI schema; `publishing` sends them.
+    router.publisher(
         settings.produces_topic,
         schema=events.{{ cookiecutter.__produced_event }},
         description="Emitted once for every request handled.",
     )
-    dead_letters: DefaultPublisher = router.publisher(
-        settings.dead_letter_topic,
-        schema=bytes,
-        description="Messages that could not be processed, with x-dead-letter-* headers.",
-    )
-    # Outermost: it sees what the dead-letter middleware lets through.
-    router.add_middleware(
-        commits.CommitPolicy(
-            max_pending=settings.commit_max_pending, interval=settings.commit_interval_seconds
-        )
-    )
-    router.add_middleware(
-        DeadLetterPolicy(
-            dead_letters,
-            consumer_group=settings.consumer_group,
-            max_retries=settings.handler_max_retries,
-            backoff_seconds=settings.handler_retry_backoff_seconds,
-            max_event_bytes=settings.max_event_bytes,
-        )
+    policy = DeadLetterPolicy(
+        router.publisher(
+            settings.dead_letter_topic,
+            schema=bytes,
+            description="Messages that could not be processed, with x-dead-letter-* headers.",
+        ),
+        consumer_group=settings.consumer_group,
+        max_retries=settings.handler_max_retries,
+        backoff_seconds=settings.handler_retry_backoff_seconds,
+        max_event_bytes=settings.max_event_bytes,
     )
 
-    @router.subscriber(
-        settings.consumes_topic,
-        group_id=settings.consumer_group,
-        ack_policy=AckPolicy.MANUAL,  # commits.CommitPolicy commits
-        auto_offset_reset="earliest",
-        max_workers=settings.consumer_workers,
-    )
     async def on_{{ cookiecutter.consumes_topic | replace('.', '_') | replace('-', '_') | lower }}(
-        event: events.{{ cookiecutter.__consumed_event }},
+        payload: SkipValidation[list[events.{{ cookiecutter.__consumed_event }}]],
+        message: Message,
+        broker: Broker,
     ) -> None:
-        """Handle a request and emit the result, keyed like the request."""
-        result = handle(event)
-        # Not awaiting Kafka's acknowledgement here: the commit waits for it.
-        commits.expect(
-            await produced.publish(result, key=event.company_name.encode(), no_confirm=True)
-        )
+        """Handle a batch of requests and emit one result for each.
+
+        `payload` only documents the batch in the AsyncAPI schema (it is None,
+        see `records_only`): the records are read from `message` and validated
+        one by one, since one bad message must not fail the whole batch.
+        """
+        try:
+            results = []
+            for record in message.raw_message:
+                result = await policy.run(record, work)
+                if result is not None:
+                    results.append(result)
+            deliveries = await publishing.publish_each(broker, settings.produces_topic, results)
+            await asyncio.gather(*deliveries)
+        except BaseException:
+            await message.nack()  # seek back: the batch is consumed again
+            raise
+        await commit(message)
+
+    # One consumer each in the group: Kafka shares the partitions among them.
+    for worker in range(settings.consumer_workers):
+        router.subscriber(
+            settings.consumes_topic,
+            group_id=settings.consumer_group,
+            batch=True,
+            max_records=settings.consumer_batch_size,
+            batch_timeout_ms=FETCH_WAIT_MS,
+            ack_policy=AckPolicy.MANUAL,  # see `commit`
+            auto_offset_reset="earliest",
+            decoder=records_only,
+            include_in_schema=worker == 0,
+        )(on_{{ cookiecutter.consumes_topic | replace('.', '_') | replace('-', '_') | lower }})
 
     return router
+
+
+async def commit(message: KafkaMessage) -> None:
+    """Commit the batch. If Kafka refuses (a rebalance gave its partitions to another
+    consumer, or Kafka is down), the messages are consumed again: a warning, not an error.
+    """
+    try:
+        await message.ack()
+    except Exception as error:
+        logger.warning("Batch not committed (%s); its messages will be consumed again", error)
 
 
 def stop_fetching(broker: KafkaBroker) -> None:
@@ -91,13 +132,12 @@ def stop_fetching(broker: KafkaBroker) -> None:
 
 
 async def drain(broker: KafkaBroker, grace: float) -> None:
-    """Stop fetching and wait up to `grace` seconds for the messages in flight.
+    """Stop fetching and wait up to `grace` seconds for the batches in flight.
 
     Called at shut-down before `broker.stop()`, while the consumers are still
-    in their group, so the last messages handled are committed and the next
-    instance starts right after them. (FastStream's per-partition subscriber
-    closes its consumers before it waits, which would lose those commits.) A
-    message fetched but not started is not committed: the next instance gets it.
+    in their group, so the last batches handled are committed and the next
+    instance starts right after them. A batch fetched but not started is not
+    committed: the next instance gets it.
     """
     stop_fetching(broker)
     with suppress(TimeoutError):
@@ -107,16 +147,3 @@ async def drain(broker: KafkaBroker, grace: float) -> None:
                 wait_release = getattr(subscriber.lock, "wait_release", None)
                 if wait_release is not None:
                     await wait_release(grace)
-    for policy in commit_policies(broker):
-        with suppress(Exception):  # uncommitted messages are consumed again
-            async with asyncio.timeout(grace):
-                await policy.close()
-
-
-def commit_policies(broker: KafkaBroker) -> list[commits.CommitPolicy]:
-    found: dict[int, commits.CommitPolicy] = {}
-    for subscriber in broker.subscribers:
-        for middleware in getattr(subscriber, "_broker_middlewares", ()):
-            if isinstance(middleware, commits.CommitPolicy):
-                found[id(middleware)] = middleware
-    return list(found.values())

@@ -57,9 +57,9 @@ class Settings(BaseSettings):
     handler_max_retries: int = 3
     handler_retry_backoff_seconds: float = 0.2
     shutdown_grace_seconds: float = 15.0
-    # Offsets are committed in batches, each once its results are in Kafka (see commits).
-    commit_max_pending: int = Field(default=1000, ge=1)
-    commit_interval_seconds: float = Field(default=0.5, gt=0)
+    # Each consumer takes up to this many messages at a time and commits them together,
+    # once Kafka has acknowledged all their results (see handlers).
+    consumer_batch_size: int = Field(default=500, ge=1)
 
     # Consul
     consul_enabled: bool = True

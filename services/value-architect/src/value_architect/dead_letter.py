@@ -1,26 +1,30 @@
-"""Retries and the dead-letter topic, as a FastStream middleware.
+"""Retries and the dead-letter topic, one message at a time within a batch.
 
 A message that can never succeed (not JSON, wrong schema, too large, a
 header that is not UTF-8) goes straight to the dead-letter topic. A handler
 error that may pass (a timeout, a dependency briefly down) is retried with
-capped exponential backoff, then dead-lettered. Either way the handler
-returns normally, so FastStream commits the offset and the consumer goes on.
-If even the dead-letter publish fails, the error propagates and FastStream
-seeks back, so the message is redelivered rather than lost. Retries hold up
-only the partitions of one consumer (see `handlers`).
+capped exponential backoff, then dead-lettered. Either way the rest of the
+batch goes on and is committed. If even the dead-letter publish fails, the
+error propagates: FastStream seeks back and the batch is consumed again
+rather than lost. Retries hold up only one consumer's partitions (see
+`handlers`).
 """
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from faststream import BaseMiddleware
-from faststream.kafka.message import KafkaMessage
 from faststream.kafka.publisher import DefaultPublisher
-from faststream.types import AsyncFuncAny
 from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Set by `BinaryHeaderGuard` on a record whose headers were not UTF-8.
+UNDECODABLE_HEADERS = "x-dead-letter-undecodable-headers"
 
 
 class PoisonMessageError(Exception):
@@ -28,7 +32,7 @@ class PoisonMessageError(Exception):
 
 
 class DeadLetterPolicy:
-    """Builds the per-message middleware; holds what every message shares."""
+    """Runs the work on each message: retry, or dead-letter and go on."""
 
     def __init__(
         self,
@@ -47,77 +51,54 @@ class DeadLetterPolicy:
         self.max_backoff_seconds = max_backoff_seconds
         self.max_event_bytes = max_event_bytes
 
-    def __call__(self, msg: Any, /, **kwargs: Any) -> "DeadLetterMiddleware":
-        return DeadLetterMiddleware(msg, policy=self, **kwargs)
-
     def backoff(self, attempt: int) -> float:
         return min(self.backoff_seconds * 2.0 ** (attempt - 1), self.max_backoff_seconds)
 
+    async def run(self, record: Any, work: Callable[[bytes], Awaitable[T]]) -> T | None:
+        """`work(record.value)`, retried as needed; None once the record is dead-lettered.
 
-class DeadLetterMiddleware(BaseMiddleware):
-    def __init__(self, msg: Any, /, *, policy: DeadLetterPolicy, **kwargs: Any) -> None:
-        super().__init__(msg, **kwargs)
-        self.policy = policy
-        self.undecodable_headers: list[str] = []
-
-    async def on_receive(self) -> None:
-        """Make the record's headers parseable before FastStream parses them.
-
-        FastStream decodes every header as UTF-8, outside any middleware: one
-        binary header would make the message neither handled nor dead-lettered.
-        Such values are escaped here, and `consume_scope` dead-letters the message.
+        `record` is an aiokafka `ConsumerRecord`.
         """
-        record: Any = self.msg  # aiokafka's ConsumerRecord (a tuple of them for batches)
-        if isinstance(record, tuple) or not getattr(record, "headers", None):
-            return
-        headers = []
-        for name, value in record.headers:
-            try:
-                (value or b"").decode()
-            except UnicodeDecodeError:
-                self.undecodable_headers.append(name)
-                value = value.decode(errors="backslashreplace").encode()
-            headers.append((name, value or b""))
-        record.headers = headers
-
-    async def consume_scope(self, call_next: AsyncFuncAny, msg: KafkaMessage) -> Any:  # type: ignore[override]
-        if self.undecodable_headers:
-            error = PoisonMessageError(f"headers not UTF-8: {', '.join(self.undecodable_headers)}")
-            return await self._dead_letter(msg, error, attempts=0)
-        if len(msg.body) > self.policy.max_event_bytes:
+        value: bytes = record.value or b""
+        undecodable = dict(record.headers).get(UNDECODABLE_HEADERS)
+        if undecodable:
+            error = PoisonMessageError(f"headers not UTF-8: {undecodable.decode()}")
+            await self.dead_letter(record, error, attempts=0)
+            return None
+        if len(value) > self.max_event_bytes:
             error = PoisonMessageError(
-                f"message of {len(msg.body)} bytes exceeds {self.policy.max_event_bytes}"
+                f"message of {len(value)} bytes exceeds {self.max_event_bytes}"
             )
-            return await self._dead_letter(msg, error, attempts=0)
+            await self.dead_letter(record, error, attempts=0)
+            return None
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await call_next(msg)
+                return await work(value)
             except (ValidationError, PoisonMessageError) as error:
-                return await self._dead_letter(msg, error, attempts=attempt)
+                await self.dead_letter(record, error, attempts=attempt)
+                return None
             except Exception as error:
-                if attempt > self.policy.max_retries:
-                    return await self._dead_letter(msg, error, attempts=attempt)
-                delay = self.policy.backoff(attempt)
+                if attempt > self.max_retries:
+                    await self.dead_letter(record, error, attempts=attempt)
+                    return None
+                delay = self.backoff(attempt)
                 logger.warning("Handler failed (%r); retry %d in %.2fs", error, attempt, delay)
                 await asyncio.sleep(delay)
 
-    async def _dead_letter(self, msg: KafkaMessage, error: Exception, *, attempts: int) -> None:
-        record = msg.raw_message
-        if isinstance(record, tuple):
-            raise TypeError("batch subscribers are not supported")
+    async def dead_letter(self, record: Any, error: Exception, *, attempts: int) -> None:
         headers = {
-            **{key: value for key, value in msg.headers.items() if isinstance(value, str)},
+            **{name: (value or b"").decode() for name, value in record.headers},
             "x-dead-letter-error": type(error).__name__,
             "x-dead-letter-reason": str(error)[:1000],
             "x-dead-letter-attempts": str(attempts),
             "x-original-topic": record.topic,
             "x-original-partition": str(record.partition),
             "x-original-offset": str(record.offset),
-            "x-original-consumer-group": self.policy.consumer_group,
+            "x-original-consumer-group": self.consumer_group,
         }
-        await self.policy.publisher.publish(msg.body, key=record.key, headers=headers)
+        await self.publisher.publish(record.value or b"", key=record.key, headers=headers)
         logger.warning(
             "Dead-lettered %s[%s]@%s: %s",
             record.topic,
@@ -125,3 +106,36 @@ class DeadLetterMiddleware(BaseMiddleware):
             record.offset,
             headers["x-dead-letter-reason"],
         )
+
+
+class BinaryHeaderGuard(BaseMiddleware):
+    """Escapes header values that are not UTF-8 before FastStream parses them.
+
+    FastStream decodes every header as UTF-8 before any handler runs: one
+    binary header would fail the whole batch, again and again. Such values
+    are escaped here and the record is marked, so `DeadLetterPolicy` sends
+    it to the dead-letter topic.
+    """
+
+    async def on_receive(self) -> None:
+        # aiokafka's ConsumerRecord; a tuple of them for a batch (a list in tests).
+        received: Any = self.msg
+        records = received if isinstance(received, tuple | list) else (received,)
+        for record in records:
+            if getattr(record, "headers", None):
+                escape_binary_headers(record)
+
+
+def escape_binary_headers(record: Any) -> None:
+    headers: list[tuple[str, bytes]] = []
+    undecodable: list[str] = []
+    for name, value in record.headers:
+        try:
+            (value or b"").decode()
+        except UnicodeDecodeError:
+            undecodable.append(name)
+            value = value.decode(errors="backslashreplace").encode()
+        headers.append((name, value or b""))
+    if undecodable:
+        headers.append((UNDECODABLE_HEADERS, ", ".join(undecodable).encode()))
+        record.headers = headers
