@@ -44,6 +44,8 @@ def linked_trace(
         return None
     wanted = int(from_trace_id, 16)  # Jaeger drops leading zeros: compare numbers
     for candidate in found:
+        if int(candidate["traceID"], 16) == wanted:
+            continue  # its own spans refer to it too
         for span in candidate["spans"]:
             refs = [ref for ref in span["references"] if int(ref["traceID"], 16) == wanted]
             if span["operationName"] == operation and refs:
