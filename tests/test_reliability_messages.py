@@ -821,6 +821,7 @@ def test_sigterm_under_load_drains_commits_deregisters_and_hands_over(
         and deregistered
         and committed_by_first == len(first_keys)
         and lost == 0
+        and duplicates == 0
         and hands_over
         and trace_ids != []
         and flushed == len(trace_ids)
@@ -830,7 +831,8 @@ def test_sigterm_under_load_drains_commits_deregisters_and_hands_over(
         "SIGTERM while consuming: the instance stops fetching at once, finishes only what is "
         "in flight (at most one batch per consumer) within the grace period, commits, "
         "deregisters from Consul and flushes its spans; the next instance of the group "
-        "starts at the committed offsets, nothing lost",
+        "starts at the committed offsets; no message lost or handled twice (each consumer "
+        "finishes and commits its batch before a rebalance moves its partitions)",
         passed=passed,
         messages=SIGTERM_TOTAL,
         grace_seconds=grace,
@@ -855,6 +857,7 @@ def test_sigterm_under_load_drains_commits_deregisters_and_hands_over(
     assert committed_by_first == len(first_keys), (commits, len(first_keys))
     assert hands_over, (second_start, commits)
     assert lost == 0
+    assert duplicates == 0, f"{duplicates} messages handled twice"
     assert trace_ids and flushed == len(trace_ids), f"{flushed}/{len(trace_ids)} traces in Jaeger"
 
 

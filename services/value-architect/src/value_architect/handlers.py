@@ -11,7 +11,8 @@ batch gets one "process" span, linked to each message's producer span
 
 `CONSUMER_WORKERS` consumers share the partitions, each with its own batches
 and commits, so a message waiting for a retry holds up only its own
-consumer's partitions; order within a partition is kept.
+consumer's partitions; order within a partition is kept. When the group
+rebalances, the batch in flight is finished and committed first (`rebalance`).
 """
 
 import asyncio
@@ -28,6 +29,7 @@ from pydantic import SkipValidation
 from . import events, publishing
 from .config import Settings
 from .dead_letter import BinaryHeaderGuard, DeadLetterPolicy
+from .rebalance import FinishBatchOnRevoke
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +102,8 @@ def create_router(settings: Settings) -> KafkaRouter:
 
     # One consumer each in the group: Kafka shares the partitions among them.
     for worker in range(settings.consumer_workers):
-        router.subscriber(
+        listener = FinishBatchOnRevoke(timeout=settings.shutdown_grace_seconds)
+        subscriber = router.subscriber(
             settings.consumes_topic,
             group_id=settings.consumer_group,
             batch=True,
@@ -109,8 +112,11 @@ def create_router(settings: Settings) -> KafkaRouter:
             ack_policy=AckPolicy.MANUAL,  # see `commit`
             auto_offset_reset="earliest",
             decoder=records_only,
+            listener=listener,
             include_in_schema=worker == 0,
-        )(on_value_model_requested)
+        )
+        subscriber(on_value_model_requested)
+        listener.subscriber = subscriber
 
     return router
 

@@ -1,0 +1,29 @@
+"""Finish the batch in flight before a consumer hands its partitions over.
+
+When a consumer joins or leaves the group (a new instance, a scale-down, or
+this instance's own consumers starting one after another), Kafka rebalances
+and every consumer gives up its partitions. A batch still being handled then
+cannot commit, and the partitions' new owner handles it again. Kafka waits
+for each consumer's revoke callback before it reassigns anything, and a
+commit from the current generation is still accepted meanwhile: so the
+callback below waits (bounded) until the batch in flight has been committed.
+"""
+
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener
+
+
+class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.subscriber: Any = None  # set once FastStream has built the subscriber
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        # FastStream counts the messages in flight in a lock with `wait_release`.
+        wait_release = getattr(getattr(self.subscriber, "lock", None), "wait_release", None)
+        if revoked and wait_release is not None:
+            await wait_release(self.timeout)
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        """Nothing to do: the consumer resumes from the committed offsets."""
