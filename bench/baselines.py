@@ -4,7 +4,7 @@
     python bench/baselines.py faststream BOOTSTRAP IN OUT GROUP COUNT
 
 Both do the service's work (decode the JSON request, build the result,
-encode it, produce it) with the same at-least-once semantics: an offset is
+encode it, produce it keyed like the request) with the same at-least-once semantics: an offset is
 committed only after the result is produced. Each exits once COUNT results
 are out. Run with the generated service's interpreter, so all three use the
 same aiokafka.
@@ -81,19 +81,18 @@ async def bare_faststream(bootstrap: str, source: str, sink: str, group: str, co
 
     from faststream import AckPolicy
     from faststream.kafka import KafkaBroker
+    from faststream.kafka.annotations import KafkaMessage
 
     logging.basicConfig(level=logging.WARNING)
     broker = KafkaBroker(bootstrap, logger=logging.getLogger("faststream"), log_level=logging.DEBUG)
     finished = asyncio.Event()
     done = 0
 
-    async def handle(requests: list[dict[str, Any]]) -> None:
+    async def handle(requests: list[dict[str, Any]], message: KafkaMessage) -> None:
         nonlocal done
         deliveries = [
-            await broker.publish(
-                result(request), sink, key=request["company_name"].encode(), no_confirm=True
-            )
-            for request in requests
+            await broker.publish(result(request), sink, key=record.key, no_confirm=True)
+            for request, record in zip(requests, message.raw_message, strict=True)
         ]
         await asyncio.gather(*deliveries)  # then FastStream commits the batch
         done += len(requests)

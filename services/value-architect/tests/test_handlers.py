@@ -4,7 +4,7 @@ import json
 from uuid import uuid4
 
 import pytest
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaResponse
 
 from value_architect.config import Settings
 from value_architect.events import ValueModelRequested
@@ -28,14 +28,14 @@ async def test_consumed_event_produces_one_event_keyed_like_the_request(
 ) -> None:
     event = ValueModelRequested(company_name="Acme", industry="Retail")
 
-    await broker.publish(event, settings.consumes_topic)
+    await broker.publish(event, settings.consumes_topic, key=b"acme-key")
 
     [message] = recorded[settings.produces_topic]
     payload = json.loads(message.body)
     assert payload["source_event_id"] == str(event.event_id)
     record = message.raw_message
     assert not isinstance(record, tuple)
-    assert record.key == b"Acme"
+    assert record.key == b"acme-key"
     assert not recorded[settings.dead_letter_topic]
 
 
@@ -53,15 +53,15 @@ async def test_a_batch_is_handled_message_by_message_and_keyed_per_result(
     broker: KafkaBroker, settings: Settings, recorded: Recorded
 ) -> None:
     await broker.publish_batch(
-        {"company_name": "Acme", "industry": "Retail"},
-        b"not json",
-        {"company_name": "Globex", "industry": "Energy"},
+        KafkaResponse({"company_name": "Acme", "industry": "Retail"}, key=b"a"),
+        KafkaResponse(b"not json", key=b"b"),
+        KafkaResponse({"company_name": "Globex", "industry": "Energy"}, key=b"c"),
         topic=settings.consumes_topic,
     )
 
     results = recorded[settings.produces_topic]
     assert [json.loads(message.body)["company_name"] for message in results] == ["Acme", "Globex"]
-    assert [message.raw_message.key for message in results] == [b"Acme", b"Globex"]  # type: ignore[union-attr]
+    assert [message.raw_message.key for message in results] == [b"a", b"c"]  # type: ignore[union-attr]
     assert {message.headers["content-type"] for message in results} == {"application/json"}
     [dead] = recorded[settings.dead_letter_topic]
     assert dead.body == b"not json"

@@ -45,11 +45,10 @@ def handle(event: events.{{ cookiecutter.__consumed_event }}) -> events.{{ cooki
     )
 
 
-async def work(value: bytes) -> KafkaResponse:
+async def work(value: bytes) -> bytes:
     """One message: validate straight from the bytes, handle, encode the result."""
     result = handle(events.{{ cookiecutter.__consumed_event }}.model_validate_json(value))
-    # Keyed by subject, so the results for one subject stay in order.
-    return KafkaResponse(result.model_dump_json().encode(), key=result.company_name.encode())
+    return result.model_dump_json().encode()
 
 
 async def records_only(message: Any, decode: Any) -> None:
@@ -92,7 +91,8 @@ def create_router(settings: Settings) -> KafkaRouter:
             for record in message.raw_message:
                 result = await policy.run(record, work)
                 if result is not None:
-                    results.append(result)
+                    # Keyed like its request: results for one key stay in order.
+                    results.append(KafkaResponse(result, key=record.key))
             deliveries = await publishing.publish_each(broker, settings.produces_topic, results)
             await asyncio.gather(*deliveries)
         except BaseException:
