@@ -111,6 +111,9 @@ def create_router(settings: Settings) -> KafkaRouter:
             batch_timeout_ms=FETCH_WAIT_MS,
             ack_policy=AckPolicy.MANUAL,  # see `commit`
             auto_offset_reset="earliest",
+            # A rebalance (one per consumer joining at start-up) waits for each member's
+            # next heartbeat: every second rather than aiokafka's default of three.
+            heartbeat_interval_ms=1000,
             decoder=records_only,
             listener=listener,
             include_in_schema=worker == 0,
