@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 PARTITIONS = 3  # as bench/run.py creates the topics: one consumer per partition, as the service
-BATCH_SIZE = 500  # the service's CONSUMER_BATCH_SIZE default
+BATCH_SIZE = 1000  # the service's CONSUMER_BATCH_SIZE default
 
 
 def result(request: dict[str, Any]) -> dict[str, Any]:
