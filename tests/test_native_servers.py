@@ -39,6 +39,7 @@ from platform_native import (  # noqa: E402 - needs the sys.path entry above
     running,
 )
 from platform_native.servers import (  # noqa: E402
+    _kafka_cluster_id,
     group_members,
     http_json,
     listening_sockets,
@@ -151,6 +152,14 @@ def test_kafka_create_topics_is_idempotent(platform: Platform) -> None:
     platform.kafka.create_topics([topic])  # an existing topic is not an error
 
     assert platform.kafka.list_topics().count(topic) == 1
+
+
+def test_kafka_cluster_ids_never_look_like_an_option() -> None:
+    """An id starting with "-" made the storage tool fail ("expected one argument")."""
+    ids = [_kafka_cluster_id() for _ in range(5000)]
+
+    assert all(len(cluster_id) == 22 and not cluster_id.startswith("-") for cluster_id in ids)
+    assert len(set(ids)) == len(ids)
 
 
 def test_kafka_survives_kill_and_restarts_on_the_same_port_with_its_data(

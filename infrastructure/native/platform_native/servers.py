@@ -559,8 +559,15 @@ def _java() -> str:
 
 
 def _kafka_cluster_id() -> str:
-    """Return a random cluster id in Kafka's format (URL-safe base64, no padding)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Return a random cluster id in Kafka's format (URL-safe base64, no padding).
+
+    Like Kafka's own `Uuid.randomUuid()`, never one starting with "-": the
+    storage tool's argument parser would take it for an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class Kafka(Server):
