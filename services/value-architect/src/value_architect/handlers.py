@@ -29,7 +29,7 @@ from pydantic import SkipValidation
 from . import events, publishing
 from .config import Settings
 from .dead_letter import BinaryHeaderGuard, DeadLetterPolicy
-from .rebalance import FinishBatchOnRevoke
+from .rebalance import FinishBatchOnRevoke, wait_for_in_flight
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,4 @@ async def drain(broker: KafkaBroker, grace: float) -> None:
     with suppress(TimeoutError):
         async with asyncio.timeout(grace):
             for subscriber in broker.subscribers:
-                # FastStream counts the messages in flight in a lock with `wait_release`.
-                wait_release = getattr(subscriber.lock, "wait_release", None)
-                if wait_release is not None:
-                    await wait_release(grace)
+                await wait_for_in_flight(subscriber, grace)

@@ -20,10 +20,16 @@ class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # u
         self.subscriber: Any = None  # set once FastStream has built the subscriber
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        # FastStream counts the messages in flight in a lock with `wait_release`.
-        wait_release = getattr(getattr(self.subscriber, "lock", None), "wait_release", None)
-        if revoked and wait_release is not None:
-            await wait_release(self.timeout)
+        if revoked:
+            await wait_for_in_flight(self.subscriber, self.timeout)
 
     async def on_partitions_assigned(self, assigned: set[Any]) -> None:
         """Nothing to do: the consumer resumes from the committed offsets."""
+
+
+async def wait_for_in_flight(subscriber: Any, grace: float) -> None:
+    """Wait, at most `grace` seconds, until `subscriber` has no message in flight."""
+    # FastStream counts the messages in flight in a lock with `wait_release`.
+    wait_release = getattr(getattr(subscriber, "lock", None), "wait_release", None)
+    if wait_release is not None:
+        await wait_release(grace)
