@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -13,27 +14,41 @@ def get_json(url: str) -> Any:
         return json.load(response)
 
 
-def trace(query_url: str, trace_id: str) -> dict[str, Any] | None:
+def trace(
+    query_url: str, trace_id: str, wanted: Iterable[tuple[str, str]] = ()
+) -> dict[str, Any] | None:
+    """The trace `trace_id`, once every (service, operation) in `wanted` is in it.
+
+    Spans reach Jaeger in export batches, and a parent span ends (and is
+    exported) after its children, so a trace can be found while still partial.
+    """
     try:
         [found] = get_json(f"{query_url}/api/traces/{trace_id}")["data"]
     except (OSError, ValueError):
         return None
-    return dict(found)
+    return dict(found) if set(wanted) <= operations(found) else None
 
 
-def operations(trace: dict[str, Any]) -> set[tuple[str, str]]:
-    """(service, operation) of every span in `trace`."""
+def operations(trace: dict[str, Any] | None) -> set[tuple[str, str]]:
+    """(service, operation) of every span in `trace` (none if there is no trace)."""
+    if not trace:
+        return set()
     service_of = {key: value["serviceName"] for key, value in trace["processes"].items()}
     return {(service_of[span["processID"]], span["operationName"]) for span in trace["spans"]}
 
 
 def linked_trace(
-    query_url: str, service: str, operation: str, from_trace_id: str
+    query_url: str,
+    service: str,
+    operation: str,
+    from_trace_id: str,
+    wanted: Iterable[tuple[str, str]] = (),
 ) -> dict[str, Any] | None:
     """The trace in which `service` ran a batch span `operation` linked to `from_trace_id`.
 
     A batch consumer's span starts a trace of its own, with a link (a Jaeger
-    reference) to the producer span of each message in the batch.
+    reference) to the producer span of each message in the batch. Like
+    `trace`, it is returned only once every operation in `wanted` is in it.
     """
     query = urllib.parse.urlencode(
         {"service": service, "operation": operation, "limit": 100, "lookback": "1h"}
@@ -42,12 +57,12 @@ def linked_trace(
         found = get_json(f"{query_url}/api/traces?{query}")["data"] or []
     except (OSError, ValueError):
         return None
-    wanted = int(from_trace_id, 16)  # Jaeger drops leading zeros: compare numbers
+    origin = int(from_trace_id, 16)  # Jaeger drops leading zeros: compare numbers
     for candidate in found:
-        if int(candidate["traceID"], 16) == wanted:
+        if int(candidate["traceID"], 16) == origin:
             continue  # its own spans refer to it too
         for span in candidate["spans"]:
-            refs = [ref for ref in span["references"] if int(ref["traceID"], 16) == wanted]
+            refs = [ref for ref in span["references"] if int(ref["traceID"], 16) == origin]
             if span["operationName"] == operation and refs:
-                return dict(candidate)
+                return dict(candidate) if set(wanted) <= operations(candidate) else None
     return None

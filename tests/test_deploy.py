@@ -105,17 +105,27 @@ def request_trace_id(env: dict[str, str]) -> str:
 
 def test_a_request_leaves_a_trace_in_jaeger(env: dict[str, str], request_trace_id: str) -> None:
     query_url = env["JAEGER_QUERY_URL"]
-    requested = eventually(lambda: jaeger.trace(query_url, request_trace_id))
-    assert requested, f"trace {request_trace_id} not in Jaeger"
-    assert ("value-architect", "POST /api/v1/value-models") in jaeger.operations(requested)
+    request_spans = {
+        ("value-architect", "POST /api/v1/value-models"),
+        ("value-architect", "value-model.requested create"),
+    }
+    requested = eventually(lambda: jaeger.trace(query_url, request_trace_id, request_spans))
+    assert requested, (
+        f"trace {request_trace_id} with {sorted(request_spans)} not in Jaeger; "
+        f"found: {jaeger.operations(jaeger.trace(query_url, request_trace_id))}"
+    )
 
+    batch_span = ("value-architect", "value-model.requested process")
     handled = eventually(
         lambda: jaeger.linked_trace(
-            query_url, "value-architect", "value-model.requested create", request_trace_id
+            query_url,
+            "value-architect",
+            "value-model.requested create",
+            request_trace_id,
+            {batch_span},
         )
     )
     assert handled, "the batch that handled the request is not linked to it in Jaeger"
-    assert ("value-architect", "value-model.requested process") in jaeger.operations(handled)
 
 
 def test_prometheus_scrapes_the_service(env: dict[str, str], request_trace_id: str) -> None:
