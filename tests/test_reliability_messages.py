@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from platform_native.services import ServiceInfo, ServiceProcess, install, wait_until_passing
 
-from . import report
+from . import jaeger, report
 from .conftest import Platform
 from .rendering import render
 
@@ -725,12 +725,8 @@ def catalog_ids(platform: Platform, name: str) -> set[str]:
 
 
 def trace_has_process_span(platform: Platform, trace_id: str, instance: str, topic: str) -> bool:
-    try:
-        with urllib.request.urlopen(
-            f"{platform.jaeger.query_url}/api/traces/{trace_id}", timeout=5
-        ) as response:
-            [trace] = json.load(response)["data"]
-    except (OSError, ValueError):
+    trace = jaeger.trace(platform.jaeger.query_url, trace_id)
+    if not trace:
         return False
     processes = trace["processes"]
     for span in trace["spans"]:
