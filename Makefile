@@ -1,20 +1,33 @@
-# `make test` sets up everything it needs (a virtualenv, Python packages, and the
-# real servers for the integration tests, built once and cached) and runs every test.
+# `make test` sets up everything it needs (a virtualenv, Python packages, the chassis
+# wheel, and the real servers for the integration tests, built once and cached) and
+# runs every test.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+WHEELS := .wheels
+CHASSIS_SOURCES := $(shell find chassis/src chassis/pyproject.toml chassis/README.md -type f -not -path '*/__pycache__/*')
 
-.PHONY: test test-fast bench servers render-services clean
+.PHONY: test test-fast bench wheels servers clean
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(WHEELS)/.built
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed  ## writes docs/benchmarks.{md,json}; not part of `make test`
+test-fast: $(VENV)/.installed $(WHEELS)/.built  ## the tests that need no server
+	$(PY) -m pytest -m "not infra and not reliability"
+
+bench: $(VENV)/.installed $(WHEELS)/.built  ## writes docs/benchmarks.{md,json}; not part of `make test`
 	$(PY) bench/run.py
 
-test-fast: $(VENV)/.installed  ## the template tests only, no servers
-	$(PY) -m pytest -m "not infra and not reliability"
+wheels: $(WHEELS)/.built  ## the chassis wheel that services in this repository install
+
+servers: $(VENV)/.installed  ## build (or find cached) every native server
+	PYTHONPATH=infrastructure/native $(PY) -m platform_native build
+
+$(WHEELS)/.built: $(VENV)/.installed $(CHASSIS_SOURCES)
+	rm -rf $(WHEELS)
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir $(WHEELS) ./chassis
+	touch $@
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,4 +36,4 @@ $(VENV)/.installed: requirements-dev.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(WHEELS) .pytest_cache

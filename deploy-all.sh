@@ -101,8 +101,9 @@ check_prerequisites() {
   done
 }
 
+# The tools' virtualenv, and the chassis wheel the services here install (chassis/).
 ensure_venv() {
-  make -C "$ROOT" --no-print-directory .venv/.installed >/dev/null
+  make -C "$ROOT" --no-print-directory .venv/.installed wheels >/dev/null
 }
 
 # Docker only: a .env with a generated Grafana password, never committed.
@@ -250,11 +251,7 @@ cmd_new() {
   local name="$1"
   shift
   ensure_venv
-  local input=()
-  if [[ ! -t 0 ]]; then
-    input=(--no-input)
-  fi
-  "$PY" -m cookiecutter "${input[@]}" -o "$SERVICES_DIR" "$ROOT" "service_name=$name" "$@"
+  step new "$name" "$@"
   log "$SERVICES_DIR/$name is ready; ./deploy-all.sh up starts it with the others"
 }
 

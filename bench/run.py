@@ -49,7 +49,7 @@ from platform_native.services import (  # noqa: E402
     install,
     wait_until_passing,
 )
-from tests.rendering import render  # noqa: E402
+from tests.rendering import render, wheelhouse  # noqa: E402
 
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "100000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
@@ -183,7 +183,7 @@ class Bench:
         if not (workdir / "value-architect").exists():  # BENCH_SERVICES may hold it already
             render(workdir)
         self.architect = ServiceInfo.read(workdir / "value-architect")
-        self.script = install(self.architect.directory)
+        self.script = install(self.architect.directory, wheels=wheelhouse())
         self.python = self.script.parent / "python"
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -191,6 +191,7 @@ class Bench:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap,
             "CONSUL_HTTP_ADDR": self.consul.http_url,
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.jaeger.otlp_http,
+            "OTEL_LOGS_EXPORTER": "none",  # Jaeger takes traces only
             "LOG_LEVEL": "WARNING",
             **extra,
         }
@@ -268,7 +269,10 @@ class Bench:
         for info in (self.architect, auditor):
             started = time.perf_counter()
             process = ServiceProcess(
-                info, install(info.directory), self.env(), self.logs / f"{info.name}.log"
+                info,
+                install(info.directory, wheels=wheelhouse()),
+                self.env(),
+                self.logs / f"{info.name}.log",
             ).start()
             processes.append(process)
             wait_until_passing(self.consul.http_addr, info.name, process=process)

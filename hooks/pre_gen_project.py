@@ -20,9 +20,9 @@ KAFKA_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 # Top-level modules a generated service imports; a package named like one of
 # them would shadow it.
 IMPORTED_MODULES = {
-    "aiohttp", "aiokafka", "anyio", "consul", "fastapi", "faststream", "httpx",
-    "opentelemetry", "prometheus_client", "pydantic", "pydantic_settings",
-    "pytest", "starlette", "uvicorn", "tests", "src",
+    "aiohttp", "aiokafka", "anyio", "consul", "event_chassis", "fastapi", "faststream",
+    "httpx", "opentelemetry", "prometheus_client", "pydantic", "pydantic_settings",
+    "pytest", "starlette", "structlog", "uvicorn", "tests", "src",
 }
 
 

@@ -36,6 +36,9 @@ class Platform:
             "CONSUL_HTTP_ADDR": f"http://{self.consul.http_addr}",
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.jaeger.otlp_http,
             "OTEL_BSP_SCHEDULE_DELAY": "200",  # export spans quickly in tests
+            "OTEL_TRACES_SAMPLER": "parentbased_always_on",  # every request, to follow it
+            "OTEL_LOGS_EXPORTER": "none",  # Jaeger takes traces only
+            "LOG_FORMAT": "json",
             "CONSUL_CHECK_INTERVAL": "1s",
             "SHUTDOWN_GRACE_SECONDS": "10",
             **extra,

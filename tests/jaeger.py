@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
@@ -37,32 +36,17 @@ def operations(trace: dict[str, Any] | None) -> set[tuple[str, str]]:
     return {(service_of[span["processID"]], span["operationName"]) for span in trace["spans"]}
 
 
-def linked_trace(
-    query_url: str,
-    service: str,
-    operation: str,
-    from_trace_id: str,
-    wanted: Iterable[tuple[str, str]] = (),
-) -> dict[str, Any] | None:
-    """The trace in which `service` ran a batch span `operation` linked to `from_trace_id`.
-
-    A batch consumer's span starts a trace of its own, with a link (a Jaeger
-    reference) to the producer span of each message in the batch. Like
-    `trace`, it is returned only once every operation in `wanted` is in it.
-    """
-    query = urllib.parse.urlencode(
-        {"service": service, "operation": operation, "limit": 100, "lookback": "1h"}
-    )
-    try:
-        found = get_json(f"{query_url}/api/traces?{query}")["data"] or []
-    except (OSError, ValueError):
-        return None
-    origin = int(from_trace_id, 16)  # Jaeger drops leading zeros: compare numbers
-    for candidate in found:
-        if int(candidate["traceID"], 16) == origin:
-            continue  # its own spans refer to it too
-        for span in candidate["spans"]:
-            refs = [ref for ref in span["references"] if int(ref["traceID"], 16) == origin]
-            if span["operationName"] == operation and refs:
-                return dict(candidate) if set(wanted) <= operations(candidate) else None
-    return None
+def parents(trace: dict[str, Any]) -> dict[tuple[str, str], set[tuple[str, str]]]:
+    """For each (service, operation) in `trace`, the (service, operation)s of its parents."""
+    service_of = {key: value["serviceName"] for key, value in trace["processes"].items()}
+    by_id = {span["spanID"]: span for span in trace["spans"]}
+    found: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for span in trace["spans"]:
+        name = (service_of[span["processID"]], span["operationName"])
+        for ref in span["references"]:
+            parent = by_id.get(ref["spanID"]) if ref["refType"] == "CHILD_OF" else None
+            if parent is not None:
+                found.setdefault(name, set()).add(
+                    (service_of[parent["processID"]], parent["operationName"])
+                )
+    return found

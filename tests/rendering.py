@@ -11,6 +11,19 @@ from pathlib import Path
 from cookiecutter.main import cookiecutter
 
 REPO = Path(__file__).resolve().parents[1]
+WHEELS = REPO / ".wheels"
+
+
+def wheelhouse() -> Path:
+    """The folder holding the chassis wheel built from chassis/ (`make wheels`, if stale)."""
+    subprocess.run(["make", "-s", "-C", str(REPO), "wheels"], check=True, timeout=600)
+    return WHEELS
+
+
+def pip_env(*wheels: Path) -> dict[str, str]:
+    """pip settings that find the chassis here, as an organisation's index would serve it."""
+    found = [*map(str, wheels), str(wheelhouse()), os.environ.get("PIP_FIND_LINKS", "")]
+    return {**os.environ, "PIP_FIND_LINKS": " ".join(filter(None, found))}
 
 
 def render(output_dir: Path, **answers: str) -> Path:
@@ -29,17 +42,23 @@ def run_cookiecutter_cli(output_dir: Path, *answers: str) -> subprocess.Complete
     )
 
 
-def install(service: Path) -> Path:
-    """A fresh virtualenv with the newest versions the service's ranges allow."""
+def install(service: Path, *wheels: Path) -> Path:
+    """A fresh virtualenv with the newest versions the service's ranges allow.
+
+    `wheels`: more folders of wheels to look in first (a newer chassis, say).
+    """
     env_dir = service / ".venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run([*pip, "--upgrade", "--upgrade-strategy", "eager", "-e", f"{service}[dev]"], service)
+    upgrade = ["--upgrade", "--upgrade-strategy", "eager"]
+    run([*pip, *upgrade, "-e", f"{service}[dev]"], service, env=pip_env(*wheels))
     return python
 
 
-def run(command: list[str], cwd: Path, timeout: float = 900) -> str:
+def run(
+    command: list[str], cwd: Path, timeout: float = 900, env: dict[str, str] | None = None
+) -> str:
     """Run a command; on failure, fail with its whole output."""
     result = subprocess.run(
         command,
@@ -47,7 +66,7 @@ def run(command: list[str], cwd: Path, timeout: float = 900) -> str:
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        env={**(env or os.environ), "PYTHONDONTWRITEBYTECODE": "1"},
     )
     if result.returncode != 0:
         raise AssertionError(

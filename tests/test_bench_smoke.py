@@ -25,11 +25,12 @@ pytestmark = pytest.mark.infra
 def template_hash() -> str:
     digest = hashlib.sha256()
     files = [REPO / "cookiecutter.json", *sorted((REPO / "hooks").rglob("*.py"))]
-    files += sorted(
-        path
-        for path in (REPO / "{{cookiecutter.service_name}}").rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
-    )
+    for tree in ("{{cookiecutter.service_name}}", "chassis/src"):
+        files += sorted(
+            path
+            for path in (REPO / tree).rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts
+        )
     for path in files:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]

@@ -56,4 +56,4 @@ def test_good_answers_print_next_steps(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert "Next steps" in result.stdout
-    assert (tmp_path / "order-intake" / "src" / "order_intake" / "app.py").exists()
+    assert (tmp_path / "order-intake" / "src" / "order_intake" / "service.py").exists()

@@ -599,9 +599,12 @@ def test_service_dashboard() -> None:
     for metric in (
         "http_requests_total",
         "http_request_duration_seconds_bucket",
-        "faststream_received_messages_total",
-        "faststream_published_messages_total",
-        "faststream_received_processed_messages_duration_seconds_bucket",
+        "messaging_consumed_messages_total",
+        "messaging_sent_messages_total",
+        "messaging_batch_duration_seconds_bucket",
+        "messaging_dead_lettered_messages_total",
+        "messaging_retries_total",
+        "messaging_consumer_lag",
         "kafka_consumergroup_lag",
     ):
         assert metric in expressions, metric

@@ -32,7 +32,7 @@ from platform_native.services import ServiceInfo, ServiceProcess, install
 
 from . import report
 from .conftest import Platform
-from .rendering import render
+from .rendering import render, wheelhouse
 
 pytestmark = pytest.mark.reliability
 
@@ -51,7 +51,7 @@ class Installed:
 def architect(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     root = tmp_path_factory.mktemp("reliability-dependencies")
     info = ServiceInfo.read(render(root))
-    return Installed(info, install(info.directory), root)
+    return Installed(info, install(info.directory, wheels=wheelhouse()), root)
 
 
 def own_topics(platform: Platform, name: str) -> dict[str, str]:

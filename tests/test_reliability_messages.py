@@ -8,10 +8,9 @@ figure they record comes from what the real broker holds.
 Faults in the handler itself cannot be caused from outside, so the transient
 and persistent handler errors (and slow work, for the SIGTERM test) are
 injected through a `sitecustomize` module that this file writes and puts on
-the service's PYTHONPATH: it wraps `handlers.handle` to fail, and the
-dead-letter middleware to wait, for marked requests. Everything else in the process
-(FastStream, the dead-letter middleware, the Kafka clients) is the generated
-code, unmodified.
+the service's PYTHONPATH: it wraps the team's `handlers.handle` to fail, or to
+wait, for marked requests. Everything else in the process (the chassis, FastStream,
+the Kafka clients) is unmodified.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from platform_native.services import ServiceInfo, ServiceProcess, install, wait_
 
 from . import jaeger, report
 from .conftest import Platform
-from .rendering import render
+from .rendering import render, wheelhouse
 
 pytestmark = pytest.mark.reliability
 
@@ -50,16 +49,21 @@ FAULTS = '''\
 """Fault injection for tests/test_reliability_messages.py (on PYTHONPATH only there)."""
 
 import asyncio
+import functools
 
-from value_architect import dead_letter, handlers
+from value_architect import handlers
 
 _real_handle = handlers.handle
 _failures: dict[str, int] = {}
 
 
-def _faulty_handle(event):
-    """`broken-*` always fails; `flakyN-*` fails N times, then succeeds."""
+@functools.wraps(_real_handle)
+async def _faulty_handle(event):
+    """`broken-*` always fails; `flakyN-*` fails N times, then succeeds; `slow-*` takes
+    0.2 s of (asynchronous) work, like a call to a slow dependency."""
     name = event.company_name
+    if name.startswith("slow-"):
+        await asyncio.sleep(0.2)
     if name.startswith("broken-"):
         raise RuntimeError(f"injected persistent failure for {name}")
     if name.startswith("flaky"):
@@ -72,17 +76,6 @@ def _faulty_handle(event):
 
 
 handlers.handle = _faulty_handle
-_real_run = dead_letter.DeadLetterPolicy.run
-
-
-async def _slow_run(self, record, work):
-    """`slow-*` takes 0.2 s of (asynchronous) work, like a call to a slow dependency."""
-    if (record.value or b"").startswith(b'{"company_name": "slow-'):
-        await asyncio.sleep(0.2)
-    return await _real_run(self, record, work)
-
-
-dead_letter.DeadLetterPolicy.run = _slow_run
 '''
 
 
@@ -105,7 +98,7 @@ def architect(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     faults = root / "faults"
     faults.mkdir()
     (faults / "sitecustomize.py").write_text(FAULTS)
-    return Installed(info, install(info.directory), root, faults)
+    return Installed(info, install(info.directory, wheels=wheelhouse()), root, faults)
 
 
 @dataclass
@@ -732,7 +725,7 @@ def trace_has_process_span(platform: Platform, trace_id: str, instance: str, top
     for span in trace["spans"]:
         tags = {t["key"]: t["value"] for t in processes[span["processID"]]["tags"]}
         if (
-            span["operationName"] == f"{topic} process"
+            span["operationName"] == f"process {topic}"
             and tags.get("service.instance.id") == instance
         ):
             return True

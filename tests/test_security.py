@@ -6,18 +6,15 @@
 - the unauthenticated admin APIs (Kong 8001/8444, Consul 8500) are published
   on 127.0.0.1 only;
 - no secret or token in any committed file;
-- Kafka SASL/TLS and a Consul ACL token are switched on through environment
-  variables alone: a rendered service is configured by env only, and the
-  aiokafka client and the Consul client it builds are inspected in its own
-  Python; each variable is documented in the service README.
+- every Kafka SASL/TLS and Consul ACL variable is read by the chassis' settings and
+  documented (the chassis' own tests check what each builds; the secured-server
+  tests check that a service really connects with them).
 
-No server is needed. What each test found goes to docs/reliability.md.
+No server is needed.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -27,11 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from platform_native.services import install
-
 from . import report
 from .conftest import REPO
-from .rendering import render
 
 TEMPLATE = REPO / "{{cookiecutter.service_name}}"
 COMPOSE_FILE = REPO / "docker-compose.infrastructure.yml"
@@ -290,70 +284,6 @@ def test_secret_scan_allows_placeholders_and_code(text: str) -> None:
 
 # ------------------------------------- Kafka TLS/SASL and Consul ACL by env
 
-PROBE = r'''
-"""Build the service's clients from the environment alone and print what they use."""
-import asyncio, json, os, ssl
-from aiokafka import AIOKafkaProducer
-from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CollectorRegistry
-from secure_probe import discovery
-from secure_probe.app import create_broker
-from secure_probe.config import Settings
-
-
-async def consul_headers(settings):
-    """Headers the Consul client sends, caught by a one-shot HTTP server."""
-    seen = {}
-
-    async def answer(reader, writer):
-        head = (await reader.readuntil(b"\r\n\r\n")).decode()
-        for line in head.split("\r\n")[1:]:
-            if ":" in line:
-                key, value = line.split(":", 1)
-                seen[key.strip().lower()] = value.strip()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    settings = settings.model_copy(update={"consul_http_addr": f"http://127.0.0.1:{port}"})
-    client = discovery.consul_client(settings)
-    try:
-        await client.agent.services()
-    finally:
-        await client.close()
-        server.close()
-    return seen
-
-
-async def main():
-    settings = Settings(_env_file=None)
-    broker = create_broker(settings, TracerProvider(), CollectorRegistry())
-    producer = AIOKafkaProducer(**broker._connection_kwargs)  # what FastStream hands aiokafka
-    client = producer.client
-    context = client._ssl_context
-    headers = await consul_headers(settings)
-    print(json.dumps({
-        "security_protocol": client._security_protocol,
-        "sasl_mechanism": client._sasl_mechanism,
-        "sasl_username": client._sasl_plain_username,
-        "sasl_password_set": bool(client._sasl_plain_password),
-        "sasl_password_matches":
-            client._sasl_plain_password == os.environ.get("KAFKA_SASL_PASSWORD"),
-        "tls": context is not None,
-        "tls_verifies": context is not None and context.verify_mode == ssl.CERT_REQUIRED
-                        and context.check_hostname,
-        "tls_ca_certs": len(context.get_ca_certs()) if context is not None else 0,
-        "consul_token_header": headers.get("x-consul-token"),
-    }))
-    await producer.stop()
-
-
-asyncio.run(main())
-'''
-
 SECURITY_VARIABLES = [
     "KAFKA_SECURITY_PROTOCOL",
     "KAFKA_SASL_MECHANISM",
@@ -364,122 +294,16 @@ SECURITY_VARIABLES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def probe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Run PROBE in a freshly rendered service's Python with the given environment."""
-    root = tmp_path_factory.mktemp("security")
-    service = render(root, service_name="secure-probe")
-    script = root / "probe.py"
-    script.write_text(PROBE)
-    # The rendered repository's own service already has the same dependencies
-    # installed; use them if they import the rendered package, else install.
-    python = REPO / "services" / "value-architect" / ".venv" / "bin" / "python"
-    env = {**os.environ, "PYTHONPATH": str(service / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
-    check = [str(python), "-c", "import secure_probe.app, aiokafka"]
-    if not python.exists() or subprocess.run(check, env=env, capture_output=True).returncode:
-        python = install(service).parent / "python"
-    ca = subprocess.run(
-        [str(python), "-c", "import certifi; print(certifi.where())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-
-    def run(**variables: str) -> dict[str, Any]:
-        clean = {k: v for k, v in env.items() if k not in SECURITY_VARIABLES}
-        variables = {k: v.replace("<ca>", ca) for k, v in variables.items()}
-        result = subprocess.run(
-            [str(python), str(script)],
-            env={**clean, **variables},
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stderr[-4000:]
-        figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-        return figures
-
-    yield run
-
-
-SWITCHES: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
-    "default plaintext": (
-        {},
-        {"security_protocol": "PLAINTEXT", "tls": False, "consul_token_header": None},
-    ),
-    "TLS": (
-        {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "<ca>"},
-        {"security_protocol": "SSL", "tls": True, "tls_verifies": True},
-    ),
-    "SASL PLAIN": (
-        {
-            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-            "KAFKA_SASL_USERNAME": "svc",
-            "KAFKA_SASL_PASSWORD": "pw-from-env",
-        },
-        {
-            "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": "PLAIN",
-            "sasl_username": "svc",
-            "sasl_password_matches": True,
-            "tls": False,
-        },
-    ),
-    "SASL SCRAM over TLS and a Consul ACL token": (
-        {
-            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-            "KAFKA_SASL_USERNAME": "svc",
-            "KAFKA_SASL_PASSWORD": "pw-from-env",
-            "KAFKA_SSL_CAFILE": "<ca>",
-            "CONSUL_HTTP_TOKEN": "token-from-env",
-        },
-        {
-            "security_protocol": "SASL_SSL",
-            "sasl_mechanism": "SCRAM-SHA-512",
-            "sasl_username": "svc",
-            "sasl_password_matches": True,
-            "tls": True,
-            "tls_verifies": True,
-            "consul_token_header": "token-from-env",
-        },
-    ),
-}
-
-
-@pytest.mark.parametrize("switch", list(SWITCHES))
-def test_kafka_tls_sasl_and_consul_acl_are_switched_on_by_env_alone(
-    probe: Any, switch: str
-) -> None:
-    variables, expected = SWITCHES[switch]
-    seen = probe(**variables)
-    mismatched = {key: seen.get(key) for key, value in expected.items() if seen.get(key) != value}
-    if variables.get("KAFKA_SSL_CAFILE") and not seen["tls_ca_certs"]:
-        mismatched["tls_ca_certs"] = 0
-    passed = not mismatched
-    report.record(
-        f"security.env_switch[{switch}]",
-        "Set through environment variables only, the service's aiokafka client and Consul "
-        "client use exactly this security configuration",
-        passed,
-        env=sorted(variables),
-        **{key: seen[key] for key in expected},
-        tls_ca_certs_loaded=seen["tls_ca_certs"],
-    )
-    assert passed, mismatched
-
-
-def test_security_switches_are_documented_in_the_service_readme() -> None:
-    readme = (TEMPLATE / "README.md").read_text()
-    config = (TEMPLATE / "src" / "{{cookiecutter.package_name}}" / "config.py").read_text()
+def test_security_switches_are_documented_in_the_chassis_readme() -> None:
+    readme = (REPO / "chassis" / "README.md").read_text()
+    config = (REPO / "chassis" / "src" / "event_chassis" / "settings.py").read_text()
     undocumented = [v for v in SECURITY_VARIABLES if f"`{v}`" not in readme]
     unread = [v for v in SECURITY_VARIABLES if v.lower() not in config]
     passed = not undocumented and not unread
     report.record(
         "security.env_switches_documented",
-        "Every Kafka TLS/SASL and Consul ACL variable is read by config.py and documented "
-        "in the service README",
+        "Every Kafka TLS/SASL and Consul ACL variable is read by the chassis' settings and "
+        "documented in its README",
         passed,
         variables=len(SECURITY_VARIABLES),
         undocumented=undocumented,

@@ -1,0 +1,1 @@
+# Team-owned: {{ cookiecutter.owner }} edits this file; template updates (cruft update) skip it.

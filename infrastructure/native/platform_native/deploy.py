@@ -35,6 +35,13 @@ from platform_native.services import ServiceInfo, ServiceProcess, install, passi
 
 REPO = Path(__file__).resolve().parents[3]
 SERVICES_FILE = "services.json"
+# On the local platform every request is traced (a production service samples a tenth),
+# and logs stay in the services' log files: natively there is no log store yet.
+LOCAL_SERVICE_ENV = {
+    "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+    "OTEL_LOGS_EXPORTER": "none",
+    "LOG_FORMAT": "json",
+}
 
 
 def discover(services_dir: Path) -> list[ServiceInfo]:
@@ -186,9 +193,13 @@ def cmd_start(args: argparse.Namespace) -> int:
             )
             return 1
         print(f"{info.name}: installing into {info.directory / '.venv'}")
-        env = {**infra["env"], "CONSUL_HTTP_ADDR": f"http://{infra['env']['CONSUL_HTTP_ADDR']}"}
+        env = {
+            **infra["env"],
+            "CONSUL_HTTP_ADDR": f"http://{infra['env']['CONSUL_HTTP_ADDR']}",
+            **LOCAL_SERVICE_ENV,
+        }
         log_path = state_dir / "logs" / f"{info.name}.log"
-        script = install(info.directory)
+        script = install(info.directory, wheels=REPO / ".wheels")
         process = ServiceProcess(info, script, env, log_path, info.http_port).start()
         records[info.name] = {
             "pid": process.pid,
@@ -251,6 +262,39 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, state in health.items():
         print(f"{name:<30} {state}")
     return 0 if all(state.startswith("passing") for state in health.values()) else 1
+
+
+# -------------------------------------------------------------------------- new
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    """Create a service from the template with cruft, so `cruft update` can follow it.
+
+    The template is recorded by its path relative to the service (the repository
+    it lives in), so `cruft update` works in any clone. Without a terminal every
+    answer not given is the default.
+    """
+    from cookiecutter.exceptions import CookiecutterException
+    from cruft import create
+
+    answers = dict(answer.split("=", 1) for answer in args.answers)
+    args.services_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        project = create(
+            str(REPO),
+            output_dir=args.services_dir,
+            extra_context={**answers, "service_name": args.name},
+            no_input=not sys.stdin.isatty(),
+        )
+    except CookiecutterException as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    state_path = project / ".cruft.json"
+    state = json.loads(state_path.read_text())
+    state["template"] = os.path.relpath(REPO, project)
+    state_path.write_text(json.dumps(state, indent=2) + "\n")
+    print(f"{project}: created from the template at {state['commit'][:12]}")
+    return 0
 
 
 # ---------------------------------------------------------------------- compose
@@ -327,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--consul", required=True, help="Consul HTTP host:port")
         sub.add_argument("--timeout", type=float, default=120.0)
         sub.set_defaults(func=func)
+
+    new = commands.add_parser("new", help=cmd_new.__doc__)
+    new.add_argument("name")
+    new.add_argument("answers", nargs="*", help="key=value answers to the template")
+    new.set_defaults(func=cmd_new)
 
     compose = commands.add_parser("compose", help=cmd_compose.__doc__)
     compose.add_argument("--out", type=Path, required=True)

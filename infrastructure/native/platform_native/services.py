@@ -49,25 +49,28 @@ class ServiceInfo:
         )
 
 
-def install(directory: Path, *, upgrade: bool = False) -> Path:
-    """Install the service into `<directory>/.venv`; returns its console script."""
+def install(directory: Path, *, wheels: Path | None = None, upgrade: bool = False) -> Path:
+    """Install the service into `<directory>/.venv`; returns its console script.
+
+    `wheels` is a folder holding the event-chassis wheel built from this repository
+    (`make wheels`): pip looks there besides its usual index, and that wheel replaces
+    whatever chassis the venv had, so a change to chassis/ reaches every service.
+    The service itself is installed editable: a team's edits run as they are.
+    """
     info = ServiceInfo.read(directory)
     env_dir = directory / ".venv"
     script = env_dir / "bin" / info.name
-    if script.exists() and not upgrade:
-        return script
-    venv.create(env_dir, with_pip=True, clear=True)
-    command = [
-        str(env_dir / "bin" / "python"),
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "-e",
-        str(directory),
-    ]
-    subprocess.run(command, check=True, timeout=900)
+    pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    env = dict(os.environ)
+    if wheels is not None:
+        env["PIP_FIND_LINKS"] = f"{wheels} {env.get('PIP_FIND_LINKS', '')}".strip()
+    if upgrade or not script.exists():
+        venv.create(env_dir, with_pip=True, clear=True)
+        subprocess.run([*pip, "-e", str(directory)], check=True, timeout=900, env=env)
+    if wheels is not None:
+        [chassis] = sorted(wheels.glob("event_chassis-*.whl"))
+        reinstall = [*pip, "--force-reinstall", "--no-deps", str(chassis)]
+        subprocess.run(reinstall, check=True, timeout=300, env=env)
     return script
 
 

@@ -1,0 +1,120 @@
+"""Registration in Consul, kept alive in the background.
+
+The service must start and serve even when Consul is down, so registration
+runs as a background task that retries with capped exponential backoff. Once
+registered it keeps checking, and registers again if the agent forgot the
+service (for example after a Consul restart).
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+from urllib.parse import urlsplit
+
+import consul.aio
+
+from .settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+PROMETHEUS_TAG = "prometheus"  # Prometheus' consul_sd_configs scrapes services with this tag
+
+ConsulFactory = Callable[[ServiceSettings], Any]
+
+
+def registration(settings: ServiceSettings) -> dict[str, Any]:
+    """Keyword arguments for py-consul's `agent.service.register`."""
+    address = settings.advertise_address
+    return {
+        "name": settings.otel_service_name,
+        "service_id": settings.service_id,
+        "address": address,
+        "port": settings.http_port,
+        "tags": [PROMETHEUS_TAG, "faststream", f"version-{settings.service_version}"],
+        "meta": {
+            "version": settings.service_version,
+            "owner": settings.service_owner,
+            "metrics_path": "/metrics",
+        },
+        "check": {
+            "http": f"http://{address}:{settings.http_port}/health/ready",
+            "interval": settings.consul_check_interval,
+            "timeout": "2s",
+            "DeregisterCriticalServiceAfter": settings.consul_deregister_critical_after,
+        },
+    }
+
+
+def consul_client(settings: ServiceSettings) -> Any:
+    address = settings.consul_http_addr
+    url = urlsplit(address if "//" in address else f"http://{address}")
+    return consul.aio.Consul(
+        host=url.hostname,
+        port=url.port or 8500,
+        scheme=url.scheme,
+        token=settings.consul_http_token.get_secret_value() or None,
+    )
+
+
+class ConsulRegistration:
+    """Registers this instance on start and deregisters it on stop."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        client_factory: ConsulFactory = consul_client,
+        *,
+        max_backoff: float = 2.0,
+        recheck_every: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.client_factory = client_factory
+        self.max_backoff = max_backoff
+        self.recheck_every = recheck_every
+        self.registered = asyncio.Event()
+        self._client: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._client = self.client_factory(self.settings)
+        self._task = asyncio.create_task(self._keep_registered(), name="consul-registration")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        if self._client is None:
+            return
+        try:
+            async with asyncio.timeout(2.0):
+                await self._client.agent.service.deregister(self.settings.service_id)
+            logger.info("Deregistered %s from Consul", self.settings.service_id)
+        except Exception as error:  # Consul down: DeregisterCriticalServiceAfter cleans up
+            logger.warning("Could not deregister from Consul: %r", error)
+        finally:
+            await self._client.close()
+
+    async def _keep_registered(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                if not await self._is_registered():
+                    await self._client.agent.service.register(**registration(self.settings))
+                    logger.info("Registered %s in Consul", self.settings.service_id)
+                self.registered.set()
+                delay = 0.1
+                await asyncio.sleep(self.recheck_every)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.registered.clear()
+                logger.warning("Consul unreachable (%r); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+
+    async def _is_registered(self) -> bool:
+        services = await self._client.agent.services()
+        return self.settings.service_id in services

@@ -1,0 +1,242 @@
+"""A service: the one object that wires the chassis together, and its lifecycle.
+
+A team builds one in its `create_service()`: `Service(settings)`, then declares
+what it consumes (`consume`), what it publishes (`publisher`) and its HTTP
+routes (`include_router`). `Service.app` is the ASGI app; its lifespan runs
+start-up and shut-down in this order:
+
+- start: connect Kafka in the background (the app serves meanwhile, not
+  ready), register in Consul, watch Kafka;
+- stop (SIGTERM): stop fetching and let every consumer finish and commit its
+  batch in flight (FastStream's `subscriber.stop()`, bounded by
+  `SHUTDOWN_GRACE_SECONDS`) while leaving Consul; then close Kafka and flush
+  telemetry.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, FastAPI
+from faststream import AckPolicy
+from faststream.kafka import KafkaRouter
+from faststream.kafka.publisher import DefaultPublisher
+from faststream.specification import AsyncAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from pydantic import BaseModel
+
+from . import __version__, _faststream, broker, errors, health, metrics, tracing
+from .consumer import (
+    BatchConsumer,
+    EventTypes,
+    Handler,
+    MessagePipeline,
+    batch_handler,
+    records_only,
+)
+from .dead_letter import BinaryHeaderGuard, DeadLetters
+from .discovery import ConsulFactory, ConsulRegistration, consul_client
+from .publishing import Publisher
+from .rebalance import FinishBatchOnRevoke, InFlight
+from .retry import RetryPolicy
+from .settings import ServiceSettings
+
+E = TypeVar("E", bound=BaseModel)
+
+FETCH_WAIT_MS = 50  # an idle consumer polls this often; a busy one never waits
+HEARTBEAT_MS = 1000  # a rebalance waits for each member's next heartbeat (aiokafka: 3 s)
+
+
+class Service:
+    """One event-driven service: broker, HTTP app, telemetry, health and registration."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        description: str = "",
+        consul: ConsulFactory = consul_client,
+    ) -> None:
+        _faststream.verify()
+        self.settings = settings
+        self.description = description
+        self.tracer_provider = tracing.create_tracer_provider(settings)
+        self.tracer = self.tracer_provider.get_tracer("event_chassis", __version__)
+        self.metrics = metrics.MessagingMetrics()
+        self.readiness = health.Readiness()
+        self.broker = broker.create_broker(settings)
+        # Consumers only: the header guard is not needed on the publishing path.
+        self.consumers = KafkaRouter(middlewares=[BinaryHeaderGuard])
+        self.broker.include_router(self.consumers)
+        self.subscribers: list[Any] = []  # FastStream's batch subscribers
+        self.published_topics: list[str] = [settings.dead_letter_topic]
+        self.dead_letters = DeadLetters(
+            self.broker.publisher(
+                settings.dead_letter_topic,
+                schema=bytes,
+                description="Messages that could not be processed, with x-dead-letter-* headers.",
+            ),
+            settings.consumer_group,
+        )
+        self.registration = ConsulRegistration(settings, consul)
+        self.monitor = health.KafkaMonitor(
+            self.broker,
+            self.readiness,
+            self.metrics.kafka_connected,
+            settings.kafka_check_interval_seconds,
+        )
+        self._draining: asyncio.Task[None] | None = None
+        self.app = self._create_app()
+
+    # -- what a service declares
+
+    def consume(
+        self,
+        topic: str,
+        handler: Handler,
+        *,
+        publish_to: str | None = None,
+        retry: RetryPolicy | None = None,
+        description: str | None = None,
+    ) -> None:
+        """Handle every event on `topic` with `handler`; publish its results to `publish_to`."""
+        types = EventTypes.of(handler)
+        if (types.produced is None) != (publish_to is None):
+            raise ValueError(
+                f"{topic}: a handler that returns events needs publish_to, and only such a one"
+            )
+        settings = self.settings
+        pipeline = MessagePipeline(
+            topic=topic,
+            group=settings.consumer_group,
+            handler=handler,
+            types=types,
+            retry=retry
+            or RetryPolicy(
+                max_retries=settings.handler_max_retries,
+                backoff_seconds=settings.handler_retry_backoff_seconds,
+            ),
+            results=self._results(publish_to, types.produced),
+            dead_letters=self.dead_letters,
+            tracer=self.tracer,
+            metrics=self.metrics,
+            max_event_bytes=settings.max_event_bytes,
+        )
+        # One consumer each in the group: Kafka shares the partitions among them, so a
+        # message being retried holds up only its own consumer's partitions.
+        for worker in range(settings.consumer_workers):
+            in_flight = InFlight()
+            subscriber = self.consumers.subscriber(
+                topic,
+                group_id=settings.consumer_group,
+                batch=True,
+                max_records=settings.consumer_batch_size,
+                batch_timeout_ms=FETCH_WAIT_MS,
+                ack_policy=AckPolicy.MANUAL,  # committed once the results are acknowledged
+                auto_offset_reset="earliest",
+                heartbeat_interval_ms=HEARTBEAT_MS,
+                decoder=records_only,
+                listener=FinishBatchOnRevoke(
+                    f"consumer {topic}#{worker}",
+                    in_flight,
+                    self.readiness,
+                    self.metrics.lag,
+                    settings.consumer_group,
+                    timeout=settings.shutdown_grace_seconds,
+                ),
+                include_in_schema=worker == 0,
+                description=description or handler.__doc__,
+            )
+            subscriber(batch_handler(BatchConsumer(pipeline, in_flight), types.consumed))
+            self.subscribers.append(subscriber)
+
+    def publisher(self, topic: str, schema: type[E], *, description: str = "") -> Publisher[E]:
+        """A typed, traced publisher of `schema` events to `topic` (for HTTP routes, say)."""
+        self.published_topics.append(topic)
+        return Publisher(
+            self.broker.publisher(topic, schema=schema, description=description),
+            topic,
+            self.tracer,
+            self.metrics.sent,
+            self.readiness,
+        )
+
+    def include_router(self, router: APIRouter) -> None:
+        """Serve the service's own FastAPI routes."""
+        self.app.include_router(router)
+
+    def asyncapi(self) -> AsyncAPI:
+        """The AsyncAPI document of every topic the service consumes and publishes."""
+        return AsyncAPI(
+            self.broker,
+            title=self.settings.otel_service_name,
+            version=self.settings.service_version,
+            description=self.description,
+        )
+
+    # -- lifecycle
+
+    def begin_drain(self) -> None:
+        """Stop fetching now (SIGTERM); the lifespan waits for the drain to finish."""
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain(), name="drain")
+
+    async def _drain(self) -> None:
+        await asyncio.gather(*(subscriber.stop() for subscriber in self.subscribers))
+
+    async def _drained(self) -> None:
+        if self._draining is not None:
+            await self._draining
+
+    @asynccontextmanager
+    async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        connecting = asyncio.create_task(self._connect(), name="kafka-connect")
+        if self.settings.consul_enabled:
+            self.registration.start()
+        try:
+            yield
+        finally:
+            self.begin_drain()
+            await asyncio.gather(
+                self.registration.stop() if self.settings.consul_enabled else asyncio.sleep(0),
+                self._drained(),
+            )
+            connecting.cancel()
+            with suppress(asyncio.CancelledError):
+                await connecting
+            await self.monitor.stop()
+            await self.broker.stop()
+            self.tracer_provider.shutdown()
+
+    async def _connect(self) -> None:
+        await broker.connect(self.broker, self.readiness, self.metrics.kafka_connected)
+        self.monitor.start()
+
+    # -- wiring
+
+    def _results(
+        self, topic: str | None, schema: type[BaseModel] | None
+    ) -> DefaultPublisher | None:
+        if topic is None:
+            return None
+        self.published_topics.append(topic)
+        return self.broker.publisher(topic, schema=schema, description="Results of the handler.")
+
+    def _create_app(self) -> FastAPI:
+        settings = self.settings
+        app = FastAPI(
+            title=settings.otel_service_name,
+            version=settings.service_version,
+            description=self.description,
+            lifespan=self._lifespan,
+            max_body_size=settings.max_request_body_bytes,  # larger bodies get 413
+        )
+        errors.install(app)
+        app.include_router(health.create_router(self.readiness))
+        app.include_router(metrics.create_router(self.metrics.registry))
+        app.add_middleware(metrics.HttpMetricsMiddleware, registry=self.metrics.registry)
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=self.tracer_provider, excluded_urls="/health/.*,/metrics"
+        )
+        return app

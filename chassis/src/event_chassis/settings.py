@@ -1,0 +1,127 @@
+"""The settings every service has, read from the environment once at start-up.
+
+A service subclasses `ServiceSettings`, adds its own fields (its topics, say)
+and sets its defaults (its name, port, consumer group). Every field is an
+environment variable of the same name in upper case. Kafka, Consul and
+OpenTelemetry use the names their own tools use (`KAFKA_BOOTSTRAP_SERVERS`,
+`CONSUL_HTTP_ADDR`, `OTEL_EXPORTER_OTLP_ENDPOINT`, ...), so one `.env` serves
+the service, the CLI tools and the SDKs alike.
+"""
+
+import socket
+import uuid
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Exporter = Literal["otlp", "console", "none"]
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+class ServiceSettings(BaseSettings):
+    """What the chassis needs; defaults suit a laptop running the platform."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Identity: a service sets these defaults in its own subclass.
+    otel_service_name: str = "event-service"
+    service_version: str = "0.0.0"
+    service_owner: str = ""
+    service_instance_id: str = Field(default_factory=_default_instance_id)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # JSON lines, or a readable format for people; "auto" picks readable on a terminal.
+    log_format: Literal["json", "console", "auto"] = "auto"
+
+    # HTTP: 127.0.0.1 unless told otherwise (the container image sets 0.0.0.0).
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    # Address other hosts reach this instance on; empty means the HTTP host, or this
+    # machine's IP address when listening on every interface (an IP, not a name, so
+    # Consul DNS answers Kong with A records).
+    service_advertise_address: str = ""
+    max_request_body_bytes: int = 64 * 1024
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str = ""
+    kafka_check_interval_seconds: float = 5.0
+    consumer_group: str = "event-service"
+    dead_letter_topic: str = "event-service.dead-letter"
+    # Consumers this instance runs in its group, each with its own partitions, so a
+    # message being retried holds up only its own partitions. More than the topic has
+    # partitions would sit idle.
+    consumer_workers: int = 1
+    # Each consumer takes up to this many messages at a time and commits them together,
+    # once Kafka has acknowledged all their results. Larger batches cost less per
+    # message; a batch must finish well within the shutdown grace period.
+    consumer_batch_size: int = 1000
+    max_event_bytes: int = 1024 * 1024
+    handler_max_retries: int = Field(default=3, ge=0)
+    handler_retry_backoff_seconds: float = Field(default=0.2, ge=0)
+    shutdown_grace_seconds: float = 15.0
+
+    # Consul
+    consul_enabled: bool = True
+    consul_http_addr: str = "http://127.0.0.1:8500"
+    consul_http_token: SecretStr = SecretStr("")
+    consul_check_interval: str = "5s"
+    consul_deregister_critical_after: str = "1m"
+
+    # OpenTelemetry: the SDK's own variable names and meanings.
+    otel_exporter_otlp_endpoint: str = "http://127.0.0.1:4318"
+    otel_sdk_disabled: bool = False
+    otel_traces_exporter: Exporter = "otlp"
+    otel_logs_exporter: Exporter = "otlp"
+    # A request is sampled where it starts (the HTTP API, or whoever produced the first
+    # message); every later hop follows that decision, so a trace is whole or absent.
+    otel_traces_sampler: Literal[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = "parentbased_traceidratio"
+    otel_traces_sampler_arg: float = Field(default=0.1, ge=0, le=1)
+
+    # Validators, not Field constraints: a service that sets its own default
+    # (`consumer_workers: int = 3`) replaces the field, but not these.
+    @field_validator(
+        "consumer_workers",
+        "consumer_batch_size",
+        "shutdown_grace_seconds",
+        "kafka_check_interval_seconds",
+    )
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    @field_validator("http_port")
+    @classmethod
+    def _port(cls, port: int) -> int:
+        if not 1 <= port <= 65535:
+            raise ValueError("must be a port number from 1 to 65535")
+        return port
+
+    @property
+    def advertise_address(self) -> str:
+        if self.service_advertise_address:
+            return self.service_advertise_address
+        if self.http_host in {"0.0.0.0", "::"}:
+            return socket.gethostbyname(socket.gethostname())
+        return self.http_host
+
+    @property
+    def service_id(self) -> str:
+        """Unique per instance, so many replicas register side by side."""
+        return f"{self.otel_service_name}-{self.service_instance_id}"

@@ -1,0 +1,122 @@
+"""Helpers for a service's own tests: no Kafka, Consul or collector needed.
+
+    async with TestService(create_service(test_settings(Settings))) as service:
+        await service.send(settings.consumes_topic, {"name": "Acme"})
+        [result] = service.published(settings.produces_topic)
+
+`TestService` runs the service's broker on FastStream's in-memory
+`TestKafkaBroker`, records what it publishes (results, dead letters and the
+service's own publishers), keeps its spans in memory and gives an HTTP client
+for its routes.
+"""
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage as Message
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import BaseModel
+
+from .service import Service
+from .settings import ServiceSettings
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+@dataclass(frozen=True)
+class Published:
+    """One message the service published: what a consumer downstream would receive."""
+
+    key: bytes | None
+    body: bytes
+    headers: Mapping[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def test_settings(settings_class: type[S], **overrides: Any) -> S:
+    """`settings_class` for tests: no Consul, no exporters, every span kept, quick retries."""
+    defaults: dict[str, Any] = {
+        "consul_enabled": False,
+        "otel_traces_exporter": "none",
+        "otel_logs_exporter": "none",
+        "otel_traces_sampler": "always_on",
+        "handler_retry_backoff_seconds": 0.01,
+        "service_instance_id": "test",
+    }
+    return settings_class(_env_file=None, **{**defaults, **overrides})
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest
+
+
+class TestService:
+    """A service on in-memory Kafka, with what it publishes recorded by topic."""
+
+    __test__ = False  # not a test class for pytest
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.spans = InMemorySpanExporter()
+        service.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self._published: dict[str, list[Published]] = defaultdict(list)
+        for topic in service.published_topics:
+            service.broker.subscriber(topic, group_id=f"test-recorder-{topic}")(
+                self._recorder(self._published[topic])
+            )
+        self._broker = TestKafkaBroker(service.broker)
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=service.app), base_url="http://test"
+        )
+
+    @staticmethod
+    def _recorder(messages: list[Published]) -> Any:
+        async def record(message: Message) -> None:
+            raw: Any = message.raw_message  # the in-memory broker's ConsumerRecord
+            messages.append(Published(raw.key, message.body, message.headers))
+
+        return record
+
+    async def __aenter__(self) -> Self:
+        await self._broker.__aenter__()
+        self.service.readiness.problems.clear()  # connected, every consumer in its group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.client.aclose()
+        await self._broker.__aexit__(exc_type, exc, traceback)
+
+    async def send(
+        self,
+        topic: str,
+        event: BaseModel | Mapping[str, Any] | bytes,
+        *,
+        key: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Publish to `topic` as a producer would; the service handles it before this returns."""
+        body = (
+            event.model_dump_json().encode()
+            if isinstance(event, BaseModel)
+            else event
+            if isinstance(event, bytes)
+            else json.dumps(event).encode()
+        )
+        await self.service.broker.publish(body, topic, key=key, headers=headers)
+
+    def published(self, topic: str) -> list[Published]:
+        """What the service published to `topic` so far, oldest first."""
+        return self._published[topic]

@@ -1,0 +1,126 @@
+"""OpenTelemetry tracing: one provider per service, exported over OTLP/HTTP.
+
+Sampling follows OpenTelemetry's variables (`OTEL_TRACES_SAMPLER`,
+`OTEL_TRACES_SAMPLER_ARG`) with one difference: when they are unset, a tenth
+of requests is sampled where they start and every later hop follows that
+decision (`parentbased_traceidratio`, 0.1), so traces are whole or absent and
+cost little under load. The SDK would read the same variables but default to
+sampling everything, hence the small table below.
+
+Spans leave through a BatchSpanProcessor: export runs on a background thread
+and its queue is bounded, so a slow or absent collector costs neither latency
+nor unbounded memory (spans over the bound are dropped). Shut-down is bounded
+too: the SDK's own retries a dead collector for 30 s, longer than an
+orchestrator's grace period.
+"""
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
+
+from .settings import ServiceSettings
+
+MAX_QUEUED_SPANS = 2048
+FLUSH_SECONDS = 5.0  # a live collector takes milliseconds; a dead one is not waited for
+
+SAMPLERS: dict[str, Callable[[float], Sampler]] = {
+    "always_on": lambda _: ALWAYS_ON,
+    "always_off": lambda _: ALWAYS_OFF,
+    "traceidratio": TraceIdRatioBased,
+    "parentbased_always_on": lambda _: ParentBased(ALWAYS_ON),
+    "parentbased_always_off": lambda _: ParentBased(ALWAYS_OFF),
+    "parentbased_traceidratio": ParentBasedTraceIdRatio,
+}
+
+
+def resource(settings: ServiceSettings) -> Resource:
+    """Who emits the telemetry: shared by traces and logs."""
+    return Resource.create(
+        {
+            "service.name": settings.otel_service_name,
+            "service.version": settings.service_version,
+            "service.instance.id": settings.service_instance_id,
+        }
+    )
+
+
+def bounded(shutdown: Callable[[], Any]) -> None:
+    """Run an SDK shut-down on a daemon thread and wait at most `FLUSH_SECONDS` for it."""
+    flushing = threading.Thread(target=shutdown, name="telemetry-flush", daemon=True)
+    flushing.start()
+    flushing.join(FLUSH_SECONDS)
+
+
+class BoundedBatchSpanProcessor(BatchSpanProcessor):
+    """A BatchSpanProcessor whose shut-down returns within `FLUSH_SECONDS`."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        super().__init__(exporter, max_queue_size=MAX_QUEUED_SPANS)
+
+    def shutdown(self) -> None:
+        bounded(super().shutdown)
+
+
+def create_tracer_provider(settings: ServiceSettings) -> TracerProvider:
+    """The service's provider; tests add an in-memory exporter to it."""
+    sampler = SAMPLERS[settings.otel_traces_sampler](settings.otel_traces_sampler_arg)
+    provider = TracerProvider(resource=resource(settings), sampler=sampler)
+    if settings.otel_sdk_disabled or settings.otel_traces_exporter == "none":
+        return provider
+    exporter: SpanExporter = ConsoleSpanExporter()
+    if settings.otel_traces_exporter == "otlp":
+        endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        exporter = OTLPSpanExporter(endpoint=endpoint)
+    provider.add_span_processor(BoundedBatchSpanProcessor(exporter))
+    return provider
+
+
+def extract(headers: Iterable[tuple[str, bytes | None]]) -> Context:
+    """The producer's trace context from a Kafka record's headers."""
+    fields = propagate.get_global_textmap().fields
+    carrier = {name: (value or b"").decode() for name, value in headers if name in fields}
+    return propagate.extract(carrier)
+
+
+def inject(headers: dict[str, str]) -> dict[str, str]:
+    """Add the current trace context (`traceparent`, ...) to outgoing headers."""
+    propagate.inject(headers)
+    return headers
+
+
+def current_trace_id() -> str:
+    """The trace id of the active span as 32 hex digits, or "" outside a trace."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""
+
+
+def messaging_attributes(
+    operation: str, topic: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """OpenTelemetry's messaging semantic conventions for a Kafka span."""
+    return {
+        "messaging.system": "kafka",
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+        "messaging.destination.name": topic,
+        **(extra or {}),
+    }

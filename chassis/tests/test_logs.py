@@ -1,0 +1,81 @@
+"""Every log line is JSON with the service's name and, inside a span, its trace ids."""
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from event_chassis import logs
+from event_chassis.testing import test_settings
+
+from .example import Settings
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers, root.level = handlers, level
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_lines_are_json_with_the_trace_of_the_span_they_are_written_in() -> None:
+    stream = io.StringIO()
+    logs.configure(test_settings(Settings, log_format="auto"), stream)
+    tracer = TracerProvider().get_tracer("test")
+
+    with tracer.start_as_current_span("work") as span:
+        logging.getLogger("faststream").warning("inside %s", "a span", extra={"topic": "t"})
+    logging.getLogger("uvicorn.error").info("outside")
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("example").exception("failed")
+
+    inside, outside, failed = (json.loads(line) for line in stream.getvalue().splitlines())
+    context = span.get_span_context()
+    assert inside["event"] == "inside a span"
+    assert inside["level"] == "warning"
+    assert inside["logger"] == "faststream"
+    assert inside["topic"] == "t"
+    assert inside["service.name"] == "example"
+    assert inside["trace_id"] == format(context.trace_id, "032x")
+    assert inside["span_id"] == format(context.span_id, "016x")
+    assert "timestamp" in inside
+    assert "trace_id" not in outside
+    assert "RuntimeError: boom" in failed["exception"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_no_colour_anywhere_but_a_terminal() -> None:
+    file, terminal = io.StringIO(), Terminal()
+
+    logs.configure(test_settings(Settings, log_format="console"), file)
+    logging.getLogger("x").warning("to a file")
+    logs.configure(test_settings(Settings, log_format="auto"), terminal)
+    logging.getLogger("x").warning("to a terminal")
+
+    assert "\x1b[" not in file.getvalue()
+    assert "to a file" in file.getvalue()
+    assert "\x1b[" in terminal.getvalue()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_records_also_go_to_the_collector_unless_told_not_to() -> None:
+    sent = logs.configure(test_settings(Settings, otel_logs_exporter="otlp"), io.StringIO())
+    try:
+        assert sent is not None
+        assert len(logging.getLogger().handlers) == 2
+    finally:
+        logs.shutdown(sent)
+    assert logs.configure(test_settings(Settings), io.StringIO()) is None
+    assert len(logging.getLogger().handlers) == 1
