@@ -1,15 +1,13 @@
+# Team-owned: team-value edits this file; template updates (cruft update) skip it.
 """The HTTP API: accepts requests and turns them into events."""
 
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, status
-from faststream.kafka.publisher import DefaultPublisher
+from event_chassis import Publisher, current_trace_id
+from fastapi import APIRouter, status
 from pydantic import BaseModel
 
 from . import events
-from .errors import BodyErrorRoute
-from .health import Readiness
-from .telemetry import current_trace_id
 
 
 class Accepted(BaseModel):
@@ -17,24 +15,22 @@ class Accepted(BaseModel):
     trace_id: str
 
 
-def create_router(publisher: DefaultPublisher, readiness: Readiness) -> APIRouter:
-    router = APIRouter(
-        prefix="/api/v1",
-        tags=["value-models"],
-        route_class=BodyErrorRoute,
-    )
+def create_router(
+    requests: Publisher[events.ValueModelRequested],
+) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["value-models"])
 
     @router.post(
         "/value-models",
         status_code=status.HTTP_202_ACCEPTED,
         responses={503: {"description": "Kafka is not connected"}},
     )
-    async def request_value_models(body: events.ValueModelSubject) -> Accepted:
+    async def request_value_models(
+        body: events.ValueModelSubject,
+    ) -> Accepted:
         """Publish a `value-model.requested` event; the work happens asynchronously."""
-        if not readiness.broker_started:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, readiness.reason)
         event = events.ValueModelRequested(**body.model_dump())
-        await publisher.publish(event, key=event.company_name.encode())
+        await requests.publish(event, key=event.company_name.encode())
         return Accepted(event_id=event.event_id, trace_id=current_trace_id())
 
     return router

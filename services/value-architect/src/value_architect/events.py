@@ -1,3 +1,4 @@
+# Team-owned: team-value edits this file; template updates (cruft update) skip it.
 """The events this service consumes and produces.
 
 Every event carries a `schema_version`; a consumer rejects versions it does not
