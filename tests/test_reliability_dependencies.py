@@ -346,7 +346,6 @@ def jaeger_passed(figures: dict[str, Any]) -> bool:
         figures["failed_requests"] == 0
         and figures["messages_processed"] == figures["requests"]
         and figures["dead_lettered"] == 0
-        and figures["exporter_errors_logged"] > 0  # the collector really was unreachable
         and figures["rss_growth_mib"] < 25
         # drain (nothing in flight here) + the bounded span flush, well inside the grace
         and figures["sigterm_exit_seconds"] < GRACE_SECONDS
@@ -372,7 +371,8 @@ def test_jaeger_down_fails_nothing_and_memory_stays_flat(
         figures = jaeger_load(platform, process, warmup=300, load=2000)
     finally:
         process.kill()
-    passed = jaeger_passed(figures)
+    # The exporter's errors show the collector really was unreachable.
+    passed = jaeger_passed(figures) and figures["exporter_errors_logged"] > 0
     report.record(
         "dependencies.jaeger_down",
         "Jaeger down (nothing listens on the OTLP port): no request or message fails, memory "
@@ -404,7 +404,8 @@ def test_jaeger_hung_fails_nothing_and_memory_stays_flat(
         finally:
             process.kill()
             os.killpg(jaeger.pid, signal.SIGCONT)
-    # An export blocks for its whole timeout, so the queue must have overflowed.
+    # An export blocks for its whole timeout (its error comes only after it), so the
+    # queue must have overflowed meanwhile.
     passed = jaeger_passed(figures) and figures["span_queue_full_logged"] > 0
     report.record(
         "dependencies.jaeger_hung",

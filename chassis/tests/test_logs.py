@@ -35,7 +35,8 @@ def test_lines_are_json_with_the_trace_of_the_span_they_are_written_in() -> None
 
     with tracer.start_as_current_span("work") as span:
         logging.getLogger("faststream").warning("inside %s", "a span", extra={"topic": "t"})
-    logging.getLogger("uvicorn.error").info("outside")
+    colourful = {"color_message": "Finished server process [\x1b[36m%d\x1b[0m]"}
+    logging.getLogger("uvicorn.error").info("outside", extra=colourful)
     try:
         raise RuntimeError("boom")
     except RuntimeError:
@@ -52,6 +53,7 @@ def test_lines_are_json_with_the_trace_of_the_span_they_are_written_in() -> None
     assert inside["span_id"] == format(context.span_id, "016x")
     assert "timestamp" in inside
     assert "trace_id" not in outside
+    assert "\x1b" not in stream.getvalue()
     assert "RuntimeError: boom" in failed["exception"]
 
 

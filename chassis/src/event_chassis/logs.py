@@ -40,6 +40,12 @@ def add_trace_context(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
+def drop_colour(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: uvicorn adds its message with ANSI colours as an extra."""
+    event.pop("color_message", None)
+    return event
+
+
 def formatter(settings: ServiceSettings, stream: Any = sys.stdout) -> logging.Formatter:
     """The one formatter every record goes through."""
     readable = settings.log_format == "console" or (
@@ -61,6 +67,7 @@ def formatter(settings: ServiceSettings, stream: Any = sys.stdout) -> logging.Fo
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.stdlib.ExtraAdder(),
+            drop_colour,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             add_service,
             add_trace_context,
