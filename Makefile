@@ -10,6 +10,12 @@ PY := $(VENV)/bin/python
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
+servers:  ## builds (or finds in the cache) every native server, printing its progress
+	PYTHONPATH=infrastructure/native $(PYTHON) -m platform_native build
+
+render-services: $(VENV)/.installed  ## re-renders services/* from their saved answers
+	$(PY) infrastructure/render_services.py
+
 bench: $(VENV)/.installed  ## writes docs/benchmarks.{md,json}; not part of `make test`
 	$(PY) bench/run.py
 

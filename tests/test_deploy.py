@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from platform_native.deploy import discover
-from platform_native.servers import pid_alive
+from platform_deploy.discovery import discover
+from platform_native.processes import pid_alive
 from platform_native.services import passing_instances
 
 from . import jaeger

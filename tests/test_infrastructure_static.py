@@ -5,7 +5,7 @@ Specification's JSON schema and the platform's rules (pinned images,
 healthchecks, loopback-only ports, non-root users, no secrets). Each mounted
 configuration file is checked by its own tool (promtool, consul validate,
 deck, jaeger validate); those tools are built from source by
-infrastructure/native/platform_native/build.py, so the tests that need them
+infrastructure/native/platform_native/servers, so the tests that need them
 are marked `infra`.
 """
 
@@ -15,7 +15,6 @@ import ipaddress
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -619,31 +618,31 @@ def test_service_dashboard() -> None:
 
 
 @pytest.fixture(scope="module")
-def native_build() -> Any:
-    sys.path.insert(0, str(REPO / "infrastructure" / "native"))
-    from platform_native import build  # built from source, cached under ~/.cache/event-platform
+def native_servers() -> Any:
+    """platform_native.servers: each tool is built from source, cached outside the repo."""
+    from platform_native import servers
 
-    return build
-
-
-@pytest.fixture(scope="module")
-def promtool(native_build: Any) -> Path:
-    return Path(native_build.ensure_prometheus()) / "promtool"
+    return servers
 
 
 @pytest.fixture(scope="module")
-def consul(native_build: Any) -> Path:
-    return Path(native_build.ensure_consul())
+def promtool(native_servers: Any) -> Path:
+    return Path(native_servers.build_prometheus()) / "promtool"
 
 
 @pytest.fixture(scope="module")
-def deck(native_build: Any) -> Path:
-    return Path(native_build.ensure_deck())
+def consul(native_servers: Any) -> Path:
+    return Path(native_servers.build_consul())
 
 
 @pytest.fixture(scope="module")
-def jaeger(native_build: Any) -> Path:
-    return Path(native_build.ensure_jaeger())
+def deck(native_servers: Any) -> Path:
+    return Path(native_servers.build_deck())
+
+
+@pytest.fixture(scope="module")
+def jaeger(native_servers: Any) -> Path:
+    return Path(native_servers.build_jaeger())
 
 
 SERVICE_SNIPPET = """\
