@@ -4,18 +4,25 @@ No container is started. The compose file is checked against the Compose
 Specification's JSON schema and the platform's rules (pinned images,
 healthchecks, loopback-only ports, non-root users, no secrets). Each mounted
 configuration file is checked by its own tool (promtool, consul validate,
-deck, jaeger validate); those tools are built from source by
-infrastructure/native/platform_native/servers, so the tests that need them
-are marked `infra`.
+deck, jaeger validate), and a check whose tool lacks the subcommand fails; those
+tools are built from source by infrastructure/native/platform_native/servers,
+so the tests that need them are marked `infra`. Consul's config is also
+validated and run in network namespaces shaped like a host with Docker
+bridges and like its Compose container.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import secrets
+import signal
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -645,6 +652,25 @@ def jaeger(native_servers: Any) -> Path:
     return Path(native_servers.build_jaeger())
 
 
+def check(
+    tool: Path, subcommand: Sequence[str], *args: str | Path, prefix: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run ``tool subcommand args``; fail, never skip, when the subcommand is missing.
+
+    ``tool subcommand --help`` must answer with that subcommand's usage, so a
+    build without it fails here with that reason instead of passing vacuously.
+    """
+    usage = run([*prefix, tool, *subcommand, "--help"])
+    name = f"{tool.name} {' '.join(subcommand)}"
+    assert usage.returncode == 0 and name in usage.stdout + usage.stderr, (
+        f"{tool} has no `{' '.join(subcommand)}` subcommand (exit {usage.returncode}):\n"
+        f"{usage.stdout}{usage.stderr}"
+    )
+    result = run([*prefix, tool, *subcommand, *args])
+    assert_ok(result)
+    return result
+
+
 SERVICE_SNIPPET = """\
 _format_version: "3.0"
 services:
@@ -667,7 +693,7 @@ services:
 
 @pytest.mark.infra
 def test_promtool_accepts_the_prometheus_config(promtool: Path) -> None:
-    assert_ok(run([promtool, "check", "config", PROMETHEUS_CONFIG]))
+    check(promtool, ["check", "config"], PROMETHEUS_CONFIG)
 
 
 @pytest.mark.infra
@@ -692,17 +718,17 @@ def test_dashboard_queries_are_valid_promql(promtool: Path, tmp_path: Path) -> N
     }
     rules_file = tmp_path / "dashboard-rules.yml"
     rules_file.write_text(yaml.safe_dump(rules), encoding="utf-8")
-    assert_ok(run([promtool, "check", "rules", rules_file]))
+    check(promtool, ["check", "rules"], rules_file)
 
 
 @pytest.mark.infra
 def test_consul_validates_its_config(consul: Path) -> None:
-    assert_ok(run([consul, "validate", CONSUL_DIR]))
+    check(consul, ["validate"], CONSUL_DIR)
 
 
 @pytest.mark.infra
 def test_deck_validates_the_kong_base(deck: Path) -> None:
-    assert_ok(run([deck, "file", "validate", "--analytics=false", KONG_BASE]))
+    check(deck, ["file", "validate"], "--analytics=false", KONG_BASE)
 
 
 @pytest.mark.infra
@@ -710,8 +736,8 @@ def test_deck_merges_the_base_with_a_service_snippet(deck: Path, tmp_path: Path)
     snippet = tmp_path / "orders.yaml"
     snippet.write_text(SERVICE_SNIPPET, encoding="utf-8")
     merged = tmp_path / "kong.generated.yml"
-    assert_ok(run([deck, "file", "merge", "--analytics=false", "-o", merged, KONG_BASE, snippet]))
-    assert_ok(run([deck, "file", "validate", "--analytics=false", merged]))
+    check(deck, ["file", "merge"], "--analytics=false", "-o", str(merged), KONG_BASE, snippet)
+    check(deck, ["file", "validate"], "--analytics=false", merged)
 
     config = load_yaml(merged)
     assert config["_format_version"] == "3.0"
@@ -729,9 +755,123 @@ def test_deck_merges_the_base_with_a_service_snippet(deck: Path, tmp_path: Path)
 
 @pytest.mark.infra
 def test_jaeger_validates_its_config(jaeger: Path) -> None:
-    usage = run([jaeger, "--help"])
-    assert_ok(usage)
-    if not re.search(r"^\s+validate\b", usage.stdout, re.MULTILINE):
-        # Only then is a structural check enough: test_jaeger_config_shape.
-        pytest.skip("this jaeger build has no `validate` subcommand")
-    assert_ok(run([jaeger, "validate", "--config", f"file:{JAEGER_CONFIG}"]))
+    check(jaeger, ["validate"], "--config", f"file:{JAEGER_CONFIG}")
+
+
+def test_a_tool_without_the_subcommand_fails_the_check(tmp_path: Path) -> None:
+    """A checker that lacks the subcommand, or ignores it, is a failure and never a skip."""
+    prints_root_help = tmp_path / "jaeger"
+    prints_root_help.write_text("#!/bin/sh\necho 'Usage:\n  jaeger [flags]'\n")
+    unknown_command = tmp_path / "consul"
+    unknown_command.write_text('#!/bin/sh\necho "unknown command $1" >&2\nexit 127\n')
+    for tool in (prints_root_help, unknown_command):
+        tool.chmod(0o755)
+        with pytest.raises(AssertionError, match="has no `validate` subcommand"):
+            check(tool, ["validate"], "--config", f"file:{JAEGER_CONFIG}")
+
+    rejects = tmp_path / "promtool"
+    rejects.write_text("#!/bin/sh\necho 'usage: promtool check config'\n[ \"$3\" = --help ]\n")
+    rejects.chmod(0o755)
+    with pytest.raises(AssertionError, match="exited 1"):
+        check(rejects, ["check", "config"], PROMETHEUS_CONFIG)
+
+
+# ------------------------------------------------- Consul on a host with Docker bridges
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+
+
+@contextmanager
+def network_namespace(interfaces: Sequence[tuple[str, str, str]], gateway: str) -> Iterator[str]:
+    """A network namespace with ``(name, kind, cidr)`` interfaces and a default route.
+
+    Kinds are ``veth`` (a NIC; its peer stays without an address) and
+    ``bridge`` (what Docker creates for each network). Deleted on the way out,
+    also when the test fails.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("creating a network namespace needs root (CI runs as root)")
+    name = f"platform-test-{os.getpid()}-{secrets.token_hex(3)}"
+    ip("netns", "add", name)
+    try:
+        ip("-n", name, "link", "set", "lo", "up")
+        for device, kind, cidr in interfaces:
+            if kind == "veth":
+                ip("-n", name, "link", "add", device, "type", "veth", "peer", "name", f"{device}p")
+                ip("-n", name, "link", "set", f"{device}p", "up")
+            else:
+                ip("-n", name, "link", "add", device, "type", kind)
+            ip("-n", name, "addr", "add", cidr, "dev", device)
+            ip("-n", name, "link", "set", device, "up")
+        ip("-n", name, "route", "add", "default", "via", gateway)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
+
+
+# A developer's machine with Docker: its own NIC, the default bridge, a user network.
+HOST_WITH_DOCKER = [
+    ("eth0", "veth", "10.1.0.2/24"),
+    ("docker0", "bridge", "172.17.0.1/16"),
+    ("br-platform", "bridge", "172.30.0.1/24"),
+]
+
+
+@pytest.mark.infra
+def test_consul_config_validates_on_a_host_with_docker_bridges(
+    consul: Path, tmp_path: Path
+) -> None:
+    without_bind = tmp_path / "consul"
+    without_bind.mkdir()
+    text = (CONSUL_DIR / "consul.hcl").read_text(encoding="utf-8")
+    (without_bind / "consul.hcl").write_text(re.sub(r"(?m)^bind_addr.*$", "", text))
+
+    with network_namespace(HOST_WITH_DOCKER, gateway="10.1.0.1") as namespace:
+        in_namespace = ["ip", "netns", "exec", namespace]
+        # The namespace really is such a host: without bind_addr Consul refuses it.
+        unbound = run([*in_namespace, consul, "validate", without_bind])
+        assert unbound.returncode != 0
+        assert "Multiple private IPv4 addresses found" in unbound.stdout + unbound.stderr
+
+        check(consul, ["validate"], CONSUL_DIR, prefix=in_namespace)
+
+
+@pytest.mark.infra
+def test_consul_config_serves_as_in_its_compose_container(consul: Path, tmp_path: Path) -> None:
+    """The image's command line on a network like Compose's: it binds to its address, leads.
+
+    The namespace has no route out, so nothing it does leaves this machine.
+    """
+    container = [("eth0", "veth", "172.30.0.53/24")]  # Consul's fixed address in Compose
+    with network_namespace(container, gateway="172.30.0.1") as namespace:
+        in_namespace = ["ip", "netns", "exec", namespace]
+        # As the hashicorp/consul entrypoint runs `agent -recursor=127.0.0.11`.
+        agent = subprocess.Popen(
+            [
+                *in_namespace,
+                str(consul),
+                "agent",
+                f"-data-dir={tmp_path / 'data'}",
+                f"-config-dir={CONSUL_DIR}",
+                "-recursor=127.0.0.11",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            peers = run([*in_namespace, consul, "operator", "raft", "list-peers"])
+            while "leader" not in peers.stdout and time.monotonic() < deadline:
+                assert agent.poll() is None, "consul agent exited"
+                time.sleep(0.5)
+                peers = run([*in_namespace, consul, "operator", "raft", "list-peers"])
+            members = run([*in_namespace, consul, "members"])
+        finally:
+            os.killpg(agent.pid, signal.SIGKILL)
+            log = agent.communicate(timeout=30)[0]
+    assert "172.30.0.53:8300" in peers.stdout and "leader" in peers.stdout, log
+    assert re.search(r"172\.30\.0\.53:8301\s+alive\s+server", members.stdout), members.stdout

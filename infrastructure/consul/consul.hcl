@@ -17,6 +17,12 @@ log_level            = "INFO"
 # the ports on 127.0.0.1 only.
 client_addr = "0.0.0.0"
 
+# Cluster traffic (Serf, server RPC) on the private address that has the
+# default route: the container's one interface in Compose. Without it Consul
+# refuses any host with several private addresses, as a Docker bridge adds
+# ("Multiple private IPv4 addresses found").
+bind_addr = "{{ GetPrivateIP }}"
+
 # Raft timing for a server that has the machine to itself (Consul's advice for
 # production); the default (5) is for slow shared machines and makes a single
 # server wait ~10 s for its own election instead of ~2 s.
