@@ -45,12 +45,16 @@ DATASOURCES = GRAFANA / "provisioning" / "datasources" / "datasources.yml"
 DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARDS = GRAFANA / "dashboards"
 ENV_EXAMPLE = REPO / ".env.example"
+SECURE_COMPOSE_FILE = REPO / "docker-compose.secure.yml"
+CONSUL_ACL = CONSUL_DIR / "secure" / "acl.hcl"
 
 # The committed configuration of the platform (the generated Kong file and the
 # native build module are not configuration).
 CONFIG_FILES = [
     COMPOSE_FILE,
+    SECURE_COMPOSE_FILE,
     CONSUL_DIR / "consul.hcl",
+    CONSUL_ACL,
     JAEGER_CONFIG,
     KONG_BASE,
     PROMETHEUS_CONFIG,
@@ -427,7 +431,7 @@ def test_no_secret_in_committed_configuration() -> None:
             for number, line in enumerate(text.splitlines(), 1):
                 code = line.split("#", 1)[0].split("//", 1)[0]
                 if re.search(
-                    r"(?i)\b(\w*token\w*|encrypt|password|secret)\s*=\s*\S", code
+                    r"(?i)\b(\w*token\w*|encrypt|password|secret)\s*=\s*(?!(true|false)\b)\S", code
                 ) or re.search(r"^\s*tokens\s*\{", code):
                     problems.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not problems, "secrets in committed files:\n" + "\n".join(problems)
@@ -444,8 +448,93 @@ def test_env_example_holds_only_placeholders() -> None:
     secrets = {k: v for k, v in values.items() if _SECRET_KEY.search(k) and v not in PLACEHOLDERS}
     assert not secrets, f"real-looking secrets in .env.example: {sorted(secrets)}"
     # Every variable the compose file reads is documented there.
-    used = {m.group("name") for m in _VAR.finditer(COMPOSE_FILE.read_text(encoding="utf-8"))}
+    compose_text = COMPOSE_FILE.read_text() + SECURE_COMPOSE_FILE.read_text()
+    used = {m.group("name") for m in _VAR.finditer(compose_text)}
     assert used <= set(values), f"undocumented in .env.example: {sorted(used - set(values))}"
+
+
+# --------------------------------------------------------------------------- secured options
+
+
+def merged_with_secure(compose: dict[str, Any]) -> dict[str, Any]:
+    """docker-compose.infrastructure.yml with docker-compose.secure.yml over it, as
+    Compose merges them: mappings joined, ports and volumes appended, command replaced."""
+    merged = json.loads(json.dumps(compose))
+    for name, override in load_yaml(SECURE_COMPOSE_FILE)["services"].items():
+        service = merged["services"][name]
+        service.setdefault("environment", {}).update(override.get("environment", {}))
+        for key in ("ports", "volumes"):
+            service[key] = service.get(key, []) + override.get(key, [])
+        if "command" in override:
+            service["command"] = override["command"]
+    return merged
+
+
+def kafka_properties(env: dict[str, str]) -> dict[str, str]:
+    """The apache/kafka image's mapping: KAFKA_A_B__C___D -> a.b_c-d."""
+    return {
+        key[len("KAFKA_") :]
+        .replace("___", "-")
+        .replace("__", "\0")
+        .replace("_", ".")
+        .replace("\0", "_")
+        .lower(): value
+        for key, value in env.items()
+        if key.startswith("KAFKA_")
+    }
+
+
+def test_secure_override_matches_the_compose_specification(compose: dict[str, Any]) -> None:
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    for document in (load_yaml(SECURE_COMPOSE_FILE), merged_with_secure(compose)):
+        errors = [e.message for e in validator.iter_errors(document)]
+        assert not errors, errors
+
+
+def test_secure_kafka_listener_is_the_native_one(compose: dict[str, Any], tmp_path: Path) -> None:
+    """The image gets the same SASL_SSL settings as Kafka(secured=True) writes natively."""
+    from platform_native import tls
+    from platform_native.servers import Kafka
+
+    kafka = merged_with_secure(compose)["services"]["kafka"]
+    properties = kafka_properties(
+        {key: with_defaults(value) for key, value in environment(kafka).items()}
+    )
+    native = Kafka(tmp_path, jars=tmp_path, secured=True)  # never started
+    native.certificate = tls.ServerCertificate(tmp_path / "ca.pem", tmp_path / "k.p12", "pw")
+    expected = native.secured_properties()
+    assert set(expected) <= set(properties)
+    for key in ("sasl.enabled.mechanisms", "listener.name.sasl_ssl.ssl.keystore.type"):
+        assert properties[key] == expected[key]
+    jaas = "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"
+    assert properties[jaas] == expected[jaas]
+    assert "SASL_SSL://:9095" in properties["listeners"]
+    assert "SASL_SSL://localhost:9095" in properties["advertised.listeners"]
+    assert "SASL_SSL:SASL_SSL" in properties["listener.security.protocol.map"]
+    # Passwords only from the environment; the keystore from the ignored .secrets/.
+    secure_env = load_yaml(SECURE_COMPOSE_FILE)["services"]["kafka"]["environment"]
+    for key, value in secure_env.items():
+        if "PASSWORD" in key:
+            assert _REFERENCE.match(value), key
+    assert "./.secrets/kafka:/etc/kafka/secrets:ro" in kafka["volumes"]
+    assert ".secrets/" in (REPO / ".gitignore").read_text().splitlines()
+    ports = {(host, with_defaults(p or ""), target) for host, p, target in published_ports(kafka)}
+    assert ("127.0.0.1", "9095", "9095") in ports
+
+
+def test_secure_consul_loads_the_shipped_acl_file(compose: dict[str, Any]) -> None:
+    consul = merged_with_secure(compose)["services"]["consul"]
+    mounts = {dst: src for src, dst in bind_mounts(consul)}
+    flag = next(arg for arg in consul["command"] if arg.startswith("-config-file="))
+    in_container = Path(flag.split("=", 1)[1])
+    on_host = (REPO / mounts["/consul/config"]).resolve() / in_container.relative_to(
+        "/consul/config"
+    )
+    assert on_host == CONSUL_ACL
+    code = "\n".join(line.split("#", 1)[0] for line in CONSUL_ACL.read_text().splitlines())
+    assert re.search(r"acl\s*\{[^}]*enabled\s*=\s*true", code, re.DOTALL)
+    assert re.search(r'default_policy\s*=\s*"deny"', code)
 
 
 # --------------------------------------------------------------------------- config shapes
@@ -724,6 +813,11 @@ def test_dashboard_queries_are_valid_promql(promtool: Path, tmp_path: Path) -> N
 @pytest.mark.infra
 def test_consul_validates_its_config(consul: Path) -> None:
     check(consul, ["validate"], CONSUL_DIR)
+
+
+@pytest.mark.infra
+def test_consul_validates_its_config_with_acls(consul: Path) -> None:
+    check(consul, ["validate"], CONSUL_DIR / "consul.hcl", CONSUL_ACL)
 
 
 @pytest.mark.infra

@@ -55,17 +55,7 @@ telemetry {
   disable_hostname          = true
 }
 
-# ACLs are off on the local development platform. To turn them on:
-#
-#   acl {
-#     enabled                  = true
-#     default_policy           = "deny"
-#     enable_token_persistence = true
-#   }
-#
-# then run `consul acl bootstrap` once, create tokens with the policies each
-# client needs (services: service:write for their own name; Prometheus:
-# service:read + node:read; DNS: `consul acl set-agent-token dns <token>` with
-# a policy that reads services and nodes) and hand each client its token
-# through the CONSUL_HTTP_TOKEN environment variable (an .env file that is
-# never committed). No token belongs in this file.
+# ACLs are off on the local development platform; secure/acl.hcl switches
+# them on (default deny) and says how to make the tokens. Each client gets its
+# token through the CONSUL_HTTP_TOKEN environment variable (an .env file that
+# is never committed). No token belongs in this file.

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from platform_native import progress, versions
+from platform_native import progress, tls, versions
 from platform_native.build import BuildError
 from platform_native.processes import ProcessError, group_members, pid_alive, stop_process_group
 from platform_native.servers import BUILDS, Consul, Jaeger, Kafka, Prometheus, Server
@@ -239,6 +239,15 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tls(args: argparse.Namespace) -> int:
+    """Make a throwaway CA and a keystore for a TLS server on localhost/127.0.0.1."""
+    certificate = tls.make_server_certificate(Path(args.out).resolve(), args.name)
+    print(f"CA (clients trust it): {certificate.ca_file}")
+    print(f"keystore (PKCS12):     {certificate.keystore}")
+    print(f"its password:          {certificate.password_file}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one subcommand."""
     parser = argparse.ArgumentParser(
@@ -263,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     env.add_argument("name")
     env.set_defaults(func=cmd_env)
 
+    make_tls = commands.add_parser("tls", help=cmd_tls.__doc__)
+    make_tls.add_argument("--out", required=True, help="directory, e.g. .secrets/kafka")
+    make_tls.add_argument("--name", default="server", help="keystore name (<name>.p12)")
+    make_tls.set_defaults(func=cmd_tls)
+
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
@@ -270,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     except BuildError:
         print("error: build failed (details above)", file=sys.stderr)
         return 1
-    except (ServerError, ToolError, ProcessError) as error:
+    except (ServerError, ToolError, ProcessError, tls.TLSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -36,6 +36,7 @@ from typing import Any
 
 INFRASTRUCTURE = Path(__file__).resolve().parents[2]
 CONSUL_CONFIG = INFRASTRUCTURE / "consul" / "consul.hcl"
+CONSUL_ACL_CONFIG = INFRASTRUCTURE / "consul" / "secure" / "acl.hcl"  # Consul(acl=True)
 JAEGER_CONFIG = INFRASTRUCTURE / "jaeger" / "config.yaml"
 PROMETHEUS_CONFIG = INFRASTRUCTURE / "prometheus" / "prometheus.yml"
 

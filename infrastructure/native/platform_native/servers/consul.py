@@ -6,6 +6,11 @@ directory (see platform_native.configs). Each start begins with an empty data
 directory, as the ``-dev`` agent this replaced did: services register again,
 as they must after losing a single server. Built from the Go module
 github.com/hashicorp/consul.
+
+``acl=True`` also loads infrastructure/consul/secure/acl.hcl (ACLs on,
+default deny; docker-compose.secure.yml loads the same file), bootstraps the
+ACL system at start (:attr:`Consul.management_token`), gives the agent a
+token of its own, and makes service tokens with :meth:`Consul.service_token`.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from platform_native import build, configs, gobuild, versions
 from platform_native.probes import http_get, http_json
@@ -45,11 +51,14 @@ class Consul(Server):
         *,
         binary: Path | None = None,
         config: Path = configs.CONSUL_CONFIG,
+        acl: bool = False,
         detach: bool = False,
     ) -> None:
         super().__init__(workdir, detach=detach)
         self.binary = binary or self.build()
         self.config = config
+        self.acl = acl
+        self.management_token: str | None = None
         (
             self.http_port,
             self.dns_port,
@@ -116,20 +125,59 @@ class Consul(Server):
         configs.write_overlay(self.overlay_path, self.overlay())
 
     def command(self) -> list[str]:
-        return [
-            str(self.binary),
-            "agent",
-            f"-config-file={self.config}",
-            f"-config-file={self.overlay_path}",
-        ]
+        acl = [f"-config-file={configs.CONSUL_ACL_CONFIG}"] if self.acl else []
+        shipped = [f"-config-file={self.config}", *acl]
+        return [str(self.binary), "agent", *shipped, f"-config-file={self.overlay_path}"]
 
     def health(self) -> bool:
         status, body = http_get(f"{self.http_url}/v1/status/leader")
         return status == 200 and bool(json.loads(body))
 
-    def api(self, method: str, path: str, payload: Any = None) -> Any:
-        """Call the HTTP API (``path`` like ``/v1/agent/services``); return its JSON."""
-        status, answer = http_json(method, f"{self.http_url}{path}", payload)
+    def start(self) -> Self:
+        """Start; with ACLs, also bootstrap them and give the agent its token."""
+        super().start()
+        if self.acl and self.management_token is None:
+            self._bootstrap_acl()
+        return self
+
+    def _forget(self) -> None:
+        super()._forget()
+        self.management_token = None  # the next start has fresh data: bootstrap again
+
+    def _bootstrap_acl(self, timeout: float = 30.0) -> None:
+        """``consul acl bootstrap``, retried while the new leader sets ACLs up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, answer = http_json("PUT", f"{self.http_url}/v1/acl/bootstrap")
+            if status == 200:
+                self.management_token = str(answer["SecretID"])
+                break
+            if time.monotonic() > deadline:
+                raise ToolError(f"consul acl bootstrap: HTTP {status} {answer!r}")
+            time.sleep(0.25)
+        # The agent registers its node and syncs services under a token of its own.
+        agent_rules = 'node_prefix "" { policy = "write" }\nservice_prefix "" { policy = "read" }'
+        agent = self.make_token("agent", agent_rules)
+        self.api("PUT", "/v1/agent/token/agent", {"Token": agent})
+
+    def make_token(self, policy_name: str, rules: str) -> str:
+        """A new policy with ``rules`` (HCL) and a token holding it; returns its secret."""
+        policy = self.api("PUT", "/v1/acl/policy", {"Name": policy_name, "Rules": rules})
+        token = self.api("PUT", "/v1/acl/token", {"Policies": [{"ID": policy["ID"]}]})
+        return str(token["SecretID"])
+
+    def service_token(self, service: str) -> str:
+        """A token that may register, check and deregister ``service`` and nothing else."""
+        return self.make_token(f"service-{service}", f'service "{service}" {{ policy = "write" }}')
+
+    def api(self, method: str, path: str, payload: Any = None, token: str | None = None) -> Any:
+        """Call the HTTP API (``path`` like ``/v1/agent/services``); return its JSON.
+
+        With ACLs the management token is used unless ``token`` is given.
+        """
+        secret = token or self.management_token
+        headers = {"X-Consul-Token": secret} if secret else None
+        status, answer = http_json(method, f"{self.http_url}{path}", payload, headers)
         if status != 200:
             raise ToolError(f"consul {method} {path}: HTTP {status} {answer!r}")
         return answer

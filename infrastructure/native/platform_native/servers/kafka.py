@@ -5,21 +5,29 @@ binding); no distribution archive is downloaded. Topics are managed with
 Kafka's own TopicCommand from the kafka-tools jar. Compose configures the
 apache/kafka image through KAFKA_* variables; the native node is written
 the same settings as server.properties.
+
+``secured=True`` adds a second listener, SASL_SSL with SCRAM-SHA-512 (the
+settings docker-compose.secure.yml gives the image): its certificate comes
+from a throwaway CA made with keytool (platform_native.tls), its users are
+created with Kafka's own tools (``kafka-storage format --add-scram`` at first
+start, ``kafka-configs`` later). The PLAINTEXT listener stays for the
+platform's own tools.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import secrets
 import shutil
 import subprocess
 import uuid
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from platform_native import build, versions
-from platform_native.probes import kafka_api_versions_ok
+from platform_native import build, tls, versions
+from platform_native.probes import kafka_api_versions_ok, tcp_accepts
 from platform_native.processes import HOST, free_ports
 from platform_native.servers.base import Server, ServerError
 from platform_native.tools import ToolError
@@ -57,10 +65,17 @@ POM = """<?xml version="1.0" encoding="UTF-8"?>
 </project>
 """
 
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+
 # Classes this module launches; checked after the download so a version bump
 # that moves them fails at build time rather than at start.
 REQUIRED_CLASSES = {
-    f"kafka_{versions.KAFKA_SCALA_VERSION}": ["kafka/Kafka.class", "kafka/tools/StorageTool.class"],
+    f"kafka_{versions.KAFKA_SCALA_VERSION}": [
+        "kafka/Kafka.class",
+        "kafka/tools/StorageTool.class",
+        "kafka/admin/ConfigCommand.class",  # kafka-configs: SCRAM users
+    ],
     "kafka-tools": ["org/apache/kafka/tools/TopicCommand.class"],
 }
 
@@ -150,12 +165,20 @@ class Kafka(Server):
         *,
         jars: Path | None = None,
         heap: str = "512m",
+        secured: bool = False,
+        users: Mapping[str, str] | None = None,
         detach: bool = False,
     ) -> None:
+        """``secured`` adds the SASL_SSL listener; ``users`` (name: password) are its
+        SCRAM users, one generated user ("platform") by default."""
         super().__init__(workdir, detach=detach)
         self.jars = jars or self.build()
         self.heap = heap
-        self.port, self.controller_port = free_ports(2)
+        self.secured = secured
+        self.port, self.controller_port, self.secure_port = free_ports(3)
+        default_users = {"platform": secrets.token_urlsafe(18)}
+        self.users: dict[str, str] = dict(users or default_users) if secured else {}
+        self.certificate: tls.ServerCertificate | None = None
         self.data_dir = self.workdir / "data"
         self.config_path = self.workdir / "server.properties"
         self.log4j_path = self.workdir / "log4j2.properties"
@@ -170,10 +193,32 @@ class Kafka(Server):
         """``127.0.0.1:PORT`` for ``bootstrap.servers``."""
         return f"{HOST}:{self.port}"
 
+    @property
+    def secure_bootstrap(self) -> str:
+        """``127.0.0.1:PORT`` of the SASL_SSL listener (``secured=True`` only)."""
+        if not self.secured:
+            raise ServerError("this Kafka was not started with secured=True")
+        return f"{HOST}:{self.secure_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM file of the CA that signed the SASL_SSL listener's certificate."""
+        if self.certificate is None:
+            raise ServerError("no certificate yet: start the secured Kafka first")
+        return self.certificate.ca_file
+
+    @property
+    def sasl_mechanism(self) -> str:
+        """The SASL mechanism of the secured listener."""
+        return SCRAM_MECHANISM
+
     def ports(self) -> dict[str, int]:
-        return {"broker": self.port, "controller": self.controller_port}
+        ports = {"broker": self.port, "controller": self.controller_port}
+        return {**ports, "secure": self.secure_port} if self.secured else ports
 
     def addresses(self) -> dict[str, str]:
+        if self.secured:
+            return {"bootstrap": self.bootstrap, "secure_bootstrap": self.secure_bootstrap}
         return {"bootstrap": self.bootstrap}
 
     def compose_addresses(self) -> dict[str, str]:
@@ -203,8 +248,36 @@ class Kafka(Server):
             "group.initial.rebalance.delay.ms": "0",
         }
 
+    def secured_properties(self) -> dict[str, str]:
+        """The SASL_SSL listener (docker-compose.secure.yml sets the same for the image)."""
+        assert self.certificate is not None, "configure() makes the certificate first"
+        listener = "listener.name.sasl_ssl"
+        return {
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            f"{listener}.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": SCRAM_LOGIN,
+            f"{listener}.ssl.keystore.location": str(self.certificate.keystore),
+            f"{listener}.ssl.keystore.type": "PKCS12",
+            f"{listener}.ssl.keystore.password": self.certificate.password,
+            f"{listener}.ssl.key.password": self.certificate.password,
+        }
+
+    def _all_properties(self) -> dict[str, str]:
+        properties = self.properties()
+        if not self.secured:
+            return properties
+        secure = f"SASL_SSL://{self.secure_bootstrap}"
+        for key, extra in (
+            ("listeners", secure),
+            ("advertised.listeners", secure),
+            ("listener.security.protocol.map", "SASL_SSL:SASL_SSL"),
+        ):
+            properties[key] = f"{properties[key]},{extra}"
+        return {**properties, **self.secured_properties()}
+
     def configure(self) -> None:
-        lines = [f"{key}={value}" for key, value in self.properties().items()]
+        if self.secured:
+            self.certificate = tls.make_server_certificate(self.workdir / "tls", "kafka")
+        lines = [f"{key}={value}" for key, value in self._all_properties().items()]
         self.config_path.write_text("\n".join(lines) + "\n")
         self.log4j_path.write_text(LOG4J2.format(level="INFO"))
         self.tools_log4j_path.write_text(LOG4J2.format(level="WARN"))
@@ -212,8 +285,14 @@ class Kafka(Server):
             self._format_storage()
 
     def storage_format_args(self) -> list[str]:
-        """Arguments of ``kafka-storage format`` (once per data directory)."""
-        return ["--cluster-id", cluster_id(), "--config", str(self.config_path)]
+        """Arguments of ``kafka-storage format`` (once per data directory).
+
+        In KRaft, SCRAM users can be part of the first metadata: ``--add-scram``.
+        """
+        args = ["--cluster-id", cluster_id(), "--config", str(self.config_path)]
+        for name, password in self.users.items():
+            args += ["--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]"]
+        return args
 
     def _format_storage(self) -> None:
         result = self.tool("kafka.tools.StorageTool", "format", *self.storage_format_args())
@@ -264,7 +343,22 @@ class Kafka(Server):
 
     def health(self) -> bool:
         started = "Kafka Server started" in self.log_since_launch()
-        return started and kafka_api_versions_ok(self.port)
+        secure_ok = not self.secured or tcp_accepts(self.secure_port)
+        return started and kafka_api_versions_ok(self.port) and secure_ok
+
+    def add_user(self, name: str, password: str) -> None:
+        """Create or update a SCRAM user with ``kafka-configs`` (over PLAINTEXT)."""
+        result = self.tool(
+            "kafka.admin.ConfigCommand",
+            *("--bootstrap-server", self.bootstrap, "--alter"),
+            *("--add-config", f"{SCRAM_MECHANISM}=[password={password}]"),
+            *("--entity-type", "users", "--entity-name", name),
+        )
+        if result.returncode != 0:
+            raise ToolError(
+                f"kafka-configs failed for user {name}:\n{result.stdout}{result.stderr}"
+            )
+        self.users[name] = password
 
     # -- topics, with Kafka's TopicCommand (kafka-topics.sh)
 
