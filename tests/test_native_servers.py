@@ -45,6 +45,8 @@ from platform_native.probes import http_json  # noqa: E402
 from platform_native.processes import group_members, listening_sockets, pid_alive  # noqa: E402
 from platform_native.servers.kafka import cluster_id  # noqa: E402
 
+from .kafka_clients import produce_and_consume  # noqa: E402
+
 pytestmark = pytest.mark.infra
 
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
@@ -103,7 +105,6 @@ def eventually(check: Callable[[], T | None], timeout: float = 30.0) -> T:
 
 async def _kafka_round_trip(bootstrap: str, topic: str, payload: bytes) -> tuple[set[str], bytes]:
     """List topics with aiokafka's admin client, then produce and consume one record."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
     from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -112,24 +113,7 @@ async def _kafka_round_trip(bootstrap: str, topic: str, payload: bytes) -> tuple
         topics = set(await admin.list_topics())
     finally:
         await admin.close()
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, payload, key=b"key")
-    finally:
-        await producer.stop()
-
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    try:
-        record = await asyncio.wait_for(consumer.getone(), timeout=30)
-    finally:
-        await consumer.stop()
-    assert record.value is not None
-    return topics, record.value
+    return topics, await produce_and_consume(topic, payload, bootstrap_servers=bootstrap)
 
 
 def test_kafka_topic_is_created_and_seen_by_a_python_client(platform: Platform) -> None:

@@ -14,15 +14,17 @@ import logging
 import secrets
 import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.helpers import create_ssl_context
 
 from platform_native import configs
 from platform_native.probes import http_json
 from platform_native.servers import Consul, Kafka, running
+
+from .kafka_clients import produce_and_consume
 
 pytestmark = pytest.mark.infra
 
@@ -34,7 +36,9 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
         yield secured
 
 
-def sasl_ssl(kafka: Kafka, user: str, password: str, context: ssl.SSLContext | None = None) -> dict:
+def sasl_ssl(
+    kafka: Kafka, user: str, password: str, context: ssl.SSLContext | None = None
+) -> dict[str, Any]:
     """What a client needs for the secured listener."""
     return {
         "bootstrap_servers": kafka.secure_bootstrap,
@@ -46,29 +50,12 @@ def sasl_ssl(kafka: Kafka, user: str, password: str, context: ssl.SSLContext | N
     }
 
 
-async def round_trip(settings: dict, topic: str, payload: bytes) -> bytes:
-    producer = AIOKafkaProducer(acks="all", request_timeout_ms=10_000, **settings)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, payload)
-    finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", group_id=None, **settings)
-    await consumer.start()
-    try:
-        record = await asyncio.wait_for(consumer.getone(), timeout=30)
-    finally:
-        await consumer.stop()
-    assert record.value is not None
-    return record.value
-
-
 def test_sasl_ssl_with_the_right_password_produces_and_consumes(kafka: Kafka) -> None:
     topic = f"secured-{secrets.token_hex(4)}"
     kafka.create_topics([topic], partitions=1)
     [(user, password)] = kafka.users.items()
 
-    value = asyncio.run(round_trip(sasl_ssl(kafka, user, password), topic, b"over TLS"))
+    value = asyncio.run(produce_and_consume(topic, b"over TLS", **sasl_ssl(kafka, user, password)))
 
     assert value == b"over TLS"
     assert kafka.ca_file.read_text().startswith("-----BEGIN CERTIFICATE-----")
@@ -81,7 +68,7 @@ def test_a_wrong_password_fails_with_an_authentication_error(
     caplog.set_level(logging.ERROR, logger="aiokafka")
 
     with pytest.raises(KafkaConnectionError):
-        asyncio.run(round_trip(sasl_ssl(kafka, user, "not-the-password"), "any", b"x"))
+        asyncio.run(produce_and_consume("any", b"x", **sasl_ssl(kafka, user, "not-the-password")))
 
     assert "SaslAuthenticationFailed" in caplog.text
     assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in caplog.text
@@ -92,7 +79,9 @@ def test_a_client_that_does_not_trust_the_ca_is_refused(kafka: Kafka) -> None:
     system_trust = create_ssl_context()  # the machine's CAs, not the platform's
 
     with pytest.raises(KafkaConnectionError):
-        asyncio.run(round_trip(sasl_ssl(kafka, user, password, system_trust), "any", b"x"))
+        asyncio.run(
+            produce_and_consume("any", b"x", **sasl_ssl(kafka, user, password, system_trust))
+        )
 
 
 def test_a_user_added_with_kafka_configs_can_connect(kafka: Kafka) -> None:
@@ -103,7 +92,7 @@ def test_a_user_added_with_kafka_configs_can_connect(kafka: Kafka) -> None:
     kafka.add_user("orders-service", password)
 
     settings = sasl_ssl(kafka, "orders-service", password)
-    assert asyncio.run(round_trip(settings, topic, b"new user")) == b"new user"
+    assert asyncio.run(produce_and_consume(topic, b"new user", **settings)) == b"new user"
 
 
 def test_the_secured_listener_is_on_loopback_with_its_own_port(kafka: Kafka) -> None:
