@@ -21,8 +21,8 @@ bench: $(VENV)/.installed $(WHEELS)/.built  ## writes docs/benchmarks.{md,json};
 
 wheels: $(WHEELS)/.built  ## the chassis wheel that services in this repository install
 
-servers: $(VENV)/.installed  ## build (or find cached) every native server
-	PYTHONPATH=infrastructure/native $(PY) -m platform_native build
+servers:  ## builds (or finds in the cache) every native server, printing its progress
+	PYTHONPATH=infrastructure/native $(PYTHON) -m platform_native build
 
 $(WHEELS)/.built: $(VENV)/.installed $(CHASSIS_SOURCES)
 	rm -rf $(WHEELS)

@@ -10,7 +10,8 @@
 # With a Docker engine it uses Docker Compose; without one (or with --native)
 # it runs the same servers as local processes, built once from the package
 # registries and cached in ~/.cache/event-platform. Kong cannot run natively:
-# its configuration is merged and validated, but not served.
+# its configuration is merged and validated, but not served. Every step prints
+# a line with the elapsed time; long ones print a sign of life every ~15 s.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,11 +24,44 @@ KONG_CONFIG="$ROOT/infrastructure/kong/kong.generated.yml"
 DECK_IMAGE="kong/deck:v1.55.0"
 MODE=""
 
-log() { printf '==> %s\n' "$*"; }
+# "==> [2m05s] what happens now": SECONDS counts from the script's start.
+log() { printf '==> [%s] %s\n' "$(elapsed "$SECONDS")" "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,13s/^# \{0,1\}//p' "$0"
+  sed -n '2,14s/^# \{0,1\}//p' "$0"
+}
+
+elapsed() {
+  local seconds="$1"
+  if ((seconds < 60)); then
+    printf '%ds' "$seconds"
+  else
+    printf '%dm%02ds' $((seconds / 60)) $((seconds % 60))
+  fi
+}
+
+# Run a command; while it runs, print "<label> … <elapsed>" every 15 s.
+with_heartbeat() {
+  local label="$1"
+  shift
+  local started="$SECONDS"
+  "$@" &
+  local pid=$!
+  while ! wait_up_to "${HEARTBEAT_SECONDS:-15}" "$pid"; do
+    printf '    %s … %s\n' "$label" "$(elapsed $((SECONDS - started)))"
+  done
+  wait "$pid"
+}
+
+# True once process $2 has exited (checked every second for up to $1 s).
+wait_up_to() {
+  local seconds="$1" pid="$2" i
+  for ((i = 0; i < seconds; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 1
+  done
+  ! kill -0 "$pid" 2>/dev/null
 }
 
 # ------------------------------------------------------------------ helpers
@@ -43,13 +77,14 @@ detect_mode() {
   fi
 }
 
-# The Python half of the steps, in infrastructure/native/platform_native.
+# The native servers: infrastructure/native/platform_native (standard library only).
 native() {
   PYTHONPATH="$ROOT/infrastructure/native" "$PY" -m platform_native "$@"
 }
 
+# The other steps: infrastructure/platform_deploy (needs the .venv).
 step() {
-  PYTHONPATH="$ROOT/infrastructure/native" "$PY" -m platform_native.deploy \
+  PYTHONPATH="$ROOT/infrastructure:$ROOT/infrastructure/native" "$PY" -m platform_deploy \
     --services-dir "$SERVICES_DIR" "$@"
 }
 
@@ -63,8 +98,7 @@ compose() {
 
 # One value of the native infrastructure's client environment (state.json).
 native_env() {
-  "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["env"][sys.argv[2]])' \
-    "$STATE_DIR/infra/state.json" "$1"
+  native env --state-dir "$STATE_DIR/infra" "$1"
 }
 
 kafka_bootstrap() {
@@ -103,7 +137,16 @@ check_prerequisites() {
 
 # The tools' virtualenv, and the chassis wheel the services here install (chassis/).
 ensure_venv() {
-  make -C "$ROOT" --no-print-directory .venv/.installed wheels >/dev/null
+  if [[ ! -f "$ROOT/.venv/.installed" ]]; then
+    log "installing the Python packages into .venv"
+  fi
+  with_heartbeat "installing .venv and the chassis wheel" \
+    make -s -C "$ROOT" --no-print-directory .venv/.installed wheels
+}
+
+build_servers() {
+  log "building the native servers (cached after the first run)"
+  native build
 }
 
 # Docker only: a .env with a generated Grafana password, never committed.
@@ -132,8 +175,7 @@ start_infrastructure() {
   if [[ "$MODE" == docker ]]; then
     compose up --detach --wait
   else
-    native up --state-dir "$STATE_DIR/infra" \
-      --prometheus-config "$ROOT/infrastructure/prometheus/prometheus.yml"
+    native up --state-dir "$STATE_DIR/infra"
   fi
 }
 
@@ -168,25 +210,10 @@ wait_for_services() {
 print_access_points() {
   log "the platform is up"
   if [[ "$MODE" == docker ]]; then
-    cat <<EOF
-  Kong proxy       http://127.0.0.1:8000
-  Kong admin       http://127.0.0.1:8001
-  Consul           http://127.0.0.1:8500
-  Jaeger           http://127.0.0.1:16686
-  Prometheus       http://127.0.0.1:9090
-  Grafana          http://127.0.0.1:3000   (admin password in .env)
-  Kafka UI         http://127.0.0.1:8080
-  Kafka            127.0.0.1:${KAFKA_EXTERNAL_PORT:-9094}
-EOF
+    step addresses --state-dir "$STATE_DIR" --docker
   else
-    cat <<EOF
-  Consul           http://$(native_env CONSUL_HTTP_ADDR)
-  Jaeger           $(native_env JAEGER_QUERY_URL)
-  Prometheus       $(native_env PROMETHEUS_URL)
-  Kafka            $(native_env KAFKA_BOOTSTRAP_SERVERS)
-  Kong             not served natively (config: ${KONG_CONFIG#"$ROOT"/})
-  Logs             ./deploy-all.sh logs [service]
-EOF
+    step addresses --state-dir "$STATE_DIR" --kong-config "${KONG_CONFIG#"$ROOT"/}"
+    echo "  Logs: ./deploy-all.sh logs [service]"
   fi
   step status --consul "$(consul_addr)"
 }
@@ -198,6 +225,8 @@ cmd_up() {
   ensure_venv
   if [[ "$MODE" == docker ]]; then
     ensure_env_file
+  else
+    build_servers
   fi
   build_kong_config
   start_infrastructure

@@ -18,6 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "infrastructure" / "native"))
+sys.path.insert(0, str(REPO / "infrastructure"))  # platform_deploy
 
 from platform_native import servers  # noqa: E402
 
@@ -53,6 +54,23 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     jaeger = servers.Jaeger(workdir / "jaeger")
     with servers.running(kafka, consul, jaeger):
         yield Platform(kafka, consul, jaeger, workdir)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the servers before the first test that needs them, with progress lines.
+
+    A cold build takes minutes; inside a fixture pytest would capture its
+    heartbeat, so it runs here, where the lines reach the terminal.
+    """
+    markers = ("infra", "reliability")
+    needed = any(item.get_closest_marker(m) for item in session.items for m in markers)
+    if not needed or session.config.option.collectonly:
+        return
+    from platform_native.__main__ import build_all
+
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        build_all()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -23,8 +23,8 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from platform_native.deploy import discover
-from platform_native.servers import pid_alive
+from platform_deploy.discovery import discover
+from platform_native.processes import pid_alive
 from platform_native.services import passing_instances
 
 from . import jaeger

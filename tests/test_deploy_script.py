@@ -1,9 +1,11 @@
-"""deploy-all.sh without servers: shellcheck, `new`, the generated compose file, usage."""
+"""deploy-all.sh without servers: shellcheck, `new`, the generated compose file, usage,
+the addresses printed at the end of `up`, and its heartbeat."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
-from platform_native import deploy
+from platform_deploy import discovery
+from platform_deploy.__main__ import main as deploy_step
 
 from .conftest import REPO
 
@@ -54,7 +57,7 @@ def test_unknown_command_is_refused_with_usage() -> None:
 def test_new_renders_a_service_into_services(tmp_path: Path) -> None:
     result = run_script("new", "billing-api", "http_port=8021", PLATFORM_SERVICES_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
-    [info] = deploy.discover(tmp_path)
+    [info] = discovery.discover(tmp_path)
     assert (info.name, info.http_port) == ("billing-api", 8021)
 
 
@@ -68,7 +71,7 @@ def test_new_with_a_bad_name_stops_and_leaves_nothing(tmp_path: Path) -> None:
 def test_services_compose_joins_the_platform_and_validates(tmp_path: Path) -> None:
     out = tmp_path / "docker-compose.services.yml"
     arguments = ["--services-dir", str(REPO / "services"), "compose", "--out", str(out)]
-    assert deploy.main(arguments) == 0
+    assert deploy_step(arguments) == 0
     services: dict[str, Any] = yaml.safe_load(out.read_text())["services"]
     infrastructure = yaml.safe_load((REPO / "docker-compose.infrastructure.yml").read_text())
     combined = {**infrastructure, "services": {**infrastructure["services"], **services}}
@@ -84,7 +87,7 @@ def test_services_compose_joins_the_platform_and_validates(tmp_path: Path) -> No
 
 
 def test_topics_cover_every_declared_topic() -> None:
-    [info] = [i for i in deploy.discover(REPO / "services") if i.name == "value-architect"]
+    [info] = [i for i in discovery.discover(REPO / "services") if i.name == "value-architect"]
     assert {"value-model.requested", "value-model.created"} <= set(info.topics)
     assert any(topic.endswith("dead-letter") for topic in info.topics)
 
@@ -94,3 +97,50 @@ def test_commands_on_a_platform_that_is_not_up_fail_clearly(command: str, tmp_pa
     result = run_script("--native", command, PLATFORM_STATE_DIR=str(tmp_path))
     assert result.returncode != 0
     assert result.stderr.startswith("error: ") or "not running" in result.stdout + result.stderr
+
+
+def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The last lines of a native `up`: each server's address, Kong and Grafana, each service."""
+    addresses = {
+        "consul": {"ui": "http://127.0.0.1:41001/ui/"},
+        "jaeger": {"query_url": "http://127.0.0.1:41002", "otlp_http": "http://127.0.0.1:41003"},
+        "prometheus": {"url": "http://127.0.0.1:41004"},
+        "kafka": {"bootstrap": "127.0.0.1:41005"},
+    }
+    state = {"servers": {name: {"addresses": a} for name, a in addresses.items()}}
+    (tmp_path / "infra").mkdir()
+    (tmp_path / "infra" / "state.json").write_text(json.dumps(state))
+    services = ["--services-dir", str(REPO / "services")]
+
+    assert deploy_step([*services, "addresses", "--state-dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    for label, address in [
+        ("Consul UI", "http://127.0.0.1:41001/ui/"),
+        ("Jaeger UI", "http://127.0.0.1:41002"),
+        ("Prometheus", "http://127.0.0.1:41004"),
+        ("Kafka", "127.0.0.1:41005"),
+        ("value-architect", "http://127.0.0.1:8011"),
+    ]:
+        assert re.search(rf"^  {re.escape(label)} +{re.escape(address)}", printed, re.M), label
+    assert "Kong" in printed and "not served natively" in printed
+    assert "Grafana" in printed
+
+    assert deploy_step([*services, "addresses", "--state-dir", str(tmp_path), "--docker"]) == 0
+    printed = capsys.readouterr().out
+    for label in ("Kong proxy", "Grafana", "Consul UI", "Jaeger UI", "Prometheus", "Kafka UI"):
+        assert re.search(rf"^  {label} +http://127\.0\.0\.1:\d+", printed, re.M), label
+
+
+def test_heartbeat_speaks_while_a_slow_command_runs(tmp_path: Path) -> None:
+    """deploy-all.sh's with_heartbeat: the command's own output, then a line per period."""
+    script = f"""
+        source <(sed -n '/^elapsed()/,/^}}/p; /^with_heartbeat()/,/^}}/p; /^wait_up_to()/,/^}}/p' \
+            {SCRIPT})
+        HEARTBEAT_SECONDS=1
+        with_heartbeat "installing .venv" bash -c 'sleep 3; echo finished'
+    """
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    beats = [line for line in result.stdout.splitlines() if "installing .venv … " in line]
+    assert len(beats) >= 2, result.stdout
+    assert result.stdout.rstrip().endswith("finished")

@@ -4,19 +4,25 @@ No container is started. The compose file is checked against the Compose
 Specification's JSON schema and the platform's rules (pinned images,
 healthchecks, loopback-only ports, non-root users, no secrets). Each mounted
 configuration file is checked by its own tool (promtool, consul validate,
-deck, jaeger validate); those tools are built from source by
-infrastructure/native/platform_native/build.py, so the tests that need them
-are marked `infra`.
+deck, jaeger validate), and a check whose tool lacks the subcommand fails; those
+tools are built from source by infrastructure/native/platform_native/servers,
+so the tests that need them are marked `infra`. Consul's config is also
+validated and run in network namespaces shaped like a host with Docker
+bridges and like its Compose container.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import secrets
+import signal
 import subprocess
-import sys
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +45,16 @@ DATASOURCES = GRAFANA / "provisioning" / "datasources" / "datasources.yml"
 DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARDS = GRAFANA / "dashboards"
 ENV_EXAMPLE = REPO / ".env.example"
+SECURE_COMPOSE_FILE = REPO / "docker-compose.secure.yml"
+CONSUL_ACL = CONSUL_DIR / "secure" / "acl.hcl"
 
 # The committed configuration of the platform (the generated Kong file and the
 # native build module are not configuration).
 CONFIG_FILES = [
     COMPOSE_FILE,
+    SECURE_COMPOSE_FILE,
     CONSUL_DIR / "consul.hcl",
+    CONSUL_ACL,
     JAEGER_CONFIG,
     KONG_BASE,
     PROMETHEUS_CONFIG,
@@ -421,7 +431,7 @@ def test_no_secret_in_committed_configuration() -> None:
             for number, line in enumerate(text.splitlines(), 1):
                 code = line.split("#", 1)[0].split("//", 1)[0]
                 if re.search(
-                    r"(?i)\b(\w*token\w*|encrypt|password|secret)\s*=\s*\S", code
+                    r"(?i)\b(\w*token\w*|encrypt|password|secret)\s*=\s*(?!(true|false)\b)\S", code
                 ) or re.search(r"^\s*tokens\s*\{", code):
                     problems.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not problems, "secrets in committed files:\n" + "\n".join(problems)
@@ -438,8 +448,93 @@ def test_env_example_holds_only_placeholders() -> None:
     secrets = {k: v for k, v in values.items() if _SECRET_KEY.search(k) and v not in PLACEHOLDERS}
     assert not secrets, f"real-looking secrets in .env.example: {sorted(secrets)}"
     # Every variable the compose file reads is documented there.
-    used = {m.group("name") for m in _VAR.finditer(COMPOSE_FILE.read_text(encoding="utf-8"))}
+    compose_text = COMPOSE_FILE.read_text() + SECURE_COMPOSE_FILE.read_text()
+    used = {m.group("name") for m in _VAR.finditer(compose_text)}
     assert used <= set(values), f"undocumented in .env.example: {sorted(used - set(values))}"
+
+
+# --------------------------------------------------------------------------- secured options
+
+
+def merged_with_secure(compose: dict[str, Any]) -> dict[str, Any]:
+    """docker-compose.infrastructure.yml with docker-compose.secure.yml over it, as
+    Compose merges them: mappings joined, ports and volumes appended, command replaced."""
+    merged = json.loads(json.dumps(compose))
+    for name, override in load_yaml(SECURE_COMPOSE_FILE)["services"].items():
+        service = merged["services"][name]
+        service.setdefault("environment", {}).update(override.get("environment", {}))
+        for key in ("ports", "volumes"):
+            service[key] = service.get(key, []) + override.get(key, [])
+        if "command" in override:
+            service["command"] = override["command"]
+    return merged
+
+
+def kafka_properties(env: dict[str, str]) -> dict[str, str]:
+    """The apache/kafka image's mapping: KAFKA_A_B__C___D -> a.b_c-d."""
+    return {
+        key[len("KAFKA_") :]
+        .replace("___", "-")
+        .replace("__", "\0")
+        .replace("_", ".")
+        .replace("\0", "_")
+        .lower(): value
+        for key, value in env.items()
+        if key.startswith("KAFKA_")
+    }
+
+
+def test_secure_override_matches_the_compose_specification(compose: dict[str, Any]) -> None:
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    for document in (load_yaml(SECURE_COMPOSE_FILE), merged_with_secure(compose)):
+        errors = [e.message for e in validator.iter_errors(document)]
+        assert not errors, errors
+
+
+def test_secure_kafka_listener_is_the_native_one(compose: dict[str, Any], tmp_path: Path) -> None:
+    """The image gets the same SASL_SSL settings as Kafka(secured=True) writes natively."""
+    from platform_native import tls
+    from platform_native.servers import Kafka
+
+    kafka = merged_with_secure(compose)["services"]["kafka"]
+    properties = kafka_properties(
+        {key: with_defaults(value) for key, value in environment(kafka).items()}
+    )
+    native = Kafka(tmp_path, jars=tmp_path, secured=True)  # never started
+    native.certificate = tls.ServerCertificate(tmp_path / "ca.pem", tmp_path / "k.p12", "pw")
+    expected = native.secured_properties()
+    assert set(expected) <= set(properties)
+    for key in ("sasl.enabled.mechanisms", "listener.name.sasl_ssl.ssl.keystore.type"):
+        assert properties[key] == expected[key]
+    jaas = "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"
+    assert properties[jaas] == expected[jaas]
+    assert "SASL_SSL://:9095" in properties["listeners"]
+    assert "SASL_SSL://localhost:9095" in properties["advertised.listeners"]
+    assert "SASL_SSL:SASL_SSL" in properties["listener.security.protocol.map"]
+    # Passwords only from the environment; the keystore from the ignored .secrets/.
+    secure_env = load_yaml(SECURE_COMPOSE_FILE)["services"]["kafka"]["environment"]
+    for key, value in secure_env.items():
+        if "PASSWORD" in key:
+            assert _REFERENCE.match(value), key
+    assert "./.secrets/kafka:/etc/kafka/secrets:ro" in kafka["volumes"]
+    assert ".secrets/" in (REPO / ".gitignore").read_text().splitlines()
+    ports = {(host, with_defaults(p or ""), target) for host, p, target in published_ports(kafka)}
+    assert ("127.0.0.1", "9095", "9095") in ports
+
+
+def test_secure_consul_loads_the_shipped_acl_file(compose: dict[str, Any]) -> None:
+    consul = merged_with_secure(compose)["services"]["consul"]
+    mounts = {dst: src for src, dst in bind_mounts(consul)}
+    flag = next(arg for arg in consul["command"] if arg.startswith("-config-file="))
+    in_container = Path(flag.split("=", 1)[1])
+    on_host = (REPO / mounts["/consul/config"]).resolve() / in_container.relative_to(
+        "/consul/config"
+    )
+    assert on_host == CONSUL_ACL
+    code = "\n".join(line.split("#", 1)[0] for line in CONSUL_ACL.read_text().splitlines())
+    assert re.search(r"acl\s*\{[^}]*enabled\s*=\s*true", code, re.DOTALL)
+    assert re.search(r'default_policy\s*=\s*"deny"', code)
 
 
 # --------------------------------------------------------------------------- config shapes
@@ -622,31 +717,50 @@ def test_service_dashboard() -> None:
 
 
 @pytest.fixture(scope="module")
-def native_build() -> Any:
-    sys.path.insert(0, str(REPO / "infrastructure" / "native"))
-    from platform_native import build  # built from source, cached under ~/.cache/event-platform
+def native_servers() -> Any:
+    """platform_native.servers: each tool is built from source, cached outside the repo."""
+    from platform_native import servers
 
-    return build
-
-
-@pytest.fixture(scope="module")
-def promtool(native_build: Any) -> Path:
-    return Path(native_build.ensure_prometheus()) / "promtool"
+    return servers
 
 
 @pytest.fixture(scope="module")
-def consul(native_build: Any) -> Path:
-    return Path(native_build.ensure_consul())
+def promtool(native_servers: Any) -> Path:
+    return Path(native_servers.build_prometheus()) / "promtool"
 
 
 @pytest.fixture(scope="module")
-def deck(native_build: Any) -> Path:
-    return Path(native_build.ensure_deck())
+def consul(native_servers: Any) -> Path:
+    return Path(native_servers.build_consul())
 
 
 @pytest.fixture(scope="module")
-def jaeger(native_build: Any) -> Path:
-    return Path(native_build.ensure_jaeger())
+def deck(native_servers: Any) -> Path:
+    return Path(native_servers.build_deck())
+
+
+@pytest.fixture(scope="module")
+def jaeger(native_servers: Any) -> Path:
+    return Path(native_servers.build_jaeger())
+
+
+def check(
+    tool: Path, subcommand: Sequence[str], *args: str | Path, prefix: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run ``tool subcommand args``; fail, never skip, when the subcommand is missing.
+
+    ``tool subcommand --help`` must answer with that subcommand's usage, so a
+    build without it fails here with that reason instead of passing vacuously.
+    """
+    usage = run([*prefix, tool, *subcommand, "--help"])
+    name = f"{tool.name} {' '.join(subcommand)}"
+    assert usage.returncode == 0 and name in usage.stdout + usage.stderr, (
+        f"{tool} has no `{' '.join(subcommand)}` subcommand (exit {usage.returncode}):\n"
+        f"{usage.stdout}{usage.stderr}"
+    )
+    result = run([*prefix, tool, *subcommand, *args])
+    assert_ok(result)
+    return result
 
 
 SERVICE_SNIPPET = """\
@@ -671,7 +785,7 @@ services:
 
 @pytest.mark.infra
 def test_promtool_accepts_the_prometheus_config(promtool: Path) -> None:
-    assert_ok(run([promtool, "check", "config", PROMETHEUS_CONFIG]))
+    check(promtool, ["check", "config"], PROMETHEUS_CONFIG)
 
 
 @pytest.mark.infra
@@ -696,17 +810,22 @@ def test_dashboard_queries_are_valid_promql(promtool: Path, tmp_path: Path) -> N
     }
     rules_file = tmp_path / "dashboard-rules.yml"
     rules_file.write_text(yaml.safe_dump(rules), encoding="utf-8")
-    assert_ok(run([promtool, "check", "rules", rules_file]))
+    check(promtool, ["check", "rules"], rules_file)
 
 
 @pytest.mark.infra
 def test_consul_validates_its_config(consul: Path) -> None:
-    assert_ok(run([consul, "validate", CONSUL_DIR]))
+    check(consul, ["validate"], CONSUL_DIR)
+
+
+@pytest.mark.infra
+def test_consul_validates_its_config_with_acls(consul: Path) -> None:
+    check(consul, ["validate"], CONSUL_DIR / "consul.hcl", CONSUL_ACL)
 
 
 @pytest.mark.infra
 def test_deck_validates_the_kong_base(deck: Path) -> None:
-    assert_ok(run([deck, "file", "validate", "--analytics=false", KONG_BASE]))
+    check(deck, ["file", "validate"], "--analytics=false", KONG_BASE)
 
 
 @pytest.mark.infra
@@ -714,8 +833,8 @@ def test_deck_merges_the_base_with_a_service_snippet(deck: Path, tmp_path: Path)
     snippet = tmp_path / "orders.yaml"
     snippet.write_text(SERVICE_SNIPPET, encoding="utf-8")
     merged = tmp_path / "kong.generated.yml"
-    assert_ok(run([deck, "file", "merge", "--analytics=false", "-o", merged, KONG_BASE, snippet]))
-    assert_ok(run([deck, "file", "validate", "--analytics=false", merged]))
+    check(deck, ["file", "merge"], "--analytics=false", "-o", str(merged), KONG_BASE, snippet)
+    check(deck, ["file", "validate"], "--analytics=false", merged)
 
     config = load_yaml(merged)
     assert config["_format_version"] == "3.0"
@@ -733,9 +852,123 @@ def test_deck_merges_the_base_with_a_service_snippet(deck: Path, tmp_path: Path)
 
 @pytest.mark.infra
 def test_jaeger_validates_its_config(jaeger: Path) -> None:
-    usage = run([jaeger, "--help"])
-    assert_ok(usage)
-    if not re.search(r"^\s+validate\b", usage.stdout, re.MULTILINE):
-        # Only then is a structural check enough: test_jaeger_config_shape.
-        pytest.skip("this jaeger build has no `validate` subcommand")
-    assert_ok(run([jaeger, "validate", "--config", f"file:{JAEGER_CONFIG}"]))
+    check(jaeger, ["validate"], "--config", f"file:{JAEGER_CONFIG}")
+
+
+def test_a_tool_without_the_subcommand_fails_the_check(tmp_path: Path) -> None:
+    """A checker that lacks the subcommand, or ignores it, is a failure and never a skip."""
+    prints_root_help = tmp_path / "jaeger"
+    prints_root_help.write_text("#!/bin/sh\necho 'Usage:\n  jaeger [flags]'\n")
+    unknown_command = tmp_path / "consul"
+    unknown_command.write_text('#!/bin/sh\necho "unknown command $1" >&2\nexit 127\n')
+    for tool in (prints_root_help, unknown_command):
+        tool.chmod(0o755)
+        with pytest.raises(AssertionError, match="has no `validate` subcommand"):
+            check(tool, ["validate"], "--config", f"file:{JAEGER_CONFIG}")
+
+    rejects = tmp_path / "promtool"
+    rejects.write_text("#!/bin/sh\necho 'usage: promtool check config'\n[ \"$3\" = --help ]\n")
+    rejects.chmod(0o755)
+    with pytest.raises(AssertionError, match="exited 1"):
+        check(rejects, ["check", "config"], PROMETHEUS_CONFIG)
+
+
+# ------------------------------------------------- Consul on a host with Docker bridges
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+
+
+@contextmanager
+def network_namespace(interfaces: Sequence[tuple[str, str, str]], gateway: str) -> Iterator[str]:
+    """A network namespace with ``(name, kind, cidr)`` interfaces and a default route.
+
+    Kinds are ``veth`` (a NIC; its peer stays without an address) and
+    ``bridge`` (what Docker creates for each network). Deleted on the way out,
+    also when the test fails.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("creating a network namespace needs root (CI runs as root)")
+    name = f"platform-test-{os.getpid()}-{secrets.token_hex(3)}"
+    ip("netns", "add", name)
+    try:
+        ip("-n", name, "link", "set", "lo", "up")
+        for device, kind, cidr in interfaces:
+            if kind == "veth":
+                ip("-n", name, "link", "add", device, "type", "veth", "peer", "name", f"{device}p")
+                ip("-n", name, "link", "set", f"{device}p", "up")
+            else:
+                ip("-n", name, "link", "add", device, "type", kind)
+            ip("-n", name, "addr", "add", cidr, "dev", device)
+            ip("-n", name, "link", "set", device, "up")
+        ip("-n", name, "route", "add", "default", "via", gateway)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
+
+
+# A developer's machine with Docker: its own NIC, the default bridge, a user network.
+HOST_WITH_DOCKER = [
+    ("eth0", "veth", "10.1.0.2/24"),
+    ("docker0", "bridge", "172.17.0.1/16"),
+    ("br-platform", "bridge", "172.30.0.1/24"),
+]
+
+
+@pytest.mark.infra
+def test_consul_config_validates_on_a_host_with_docker_bridges(
+    consul: Path, tmp_path: Path
+) -> None:
+    without_bind = tmp_path / "consul"
+    without_bind.mkdir()
+    text = (CONSUL_DIR / "consul.hcl").read_text(encoding="utf-8")
+    (without_bind / "consul.hcl").write_text(re.sub(r"(?m)^bind_addr.*$", "", text))
+
+    with network_namespace(HOST_WITH_DOCKER, gateway="10.1.0.1") as namespace:
+        in_namespace = ["ip", "netns", "exec", namespace]
+        # The namespace really is such a host: without bind_addr Consul refuses it.
+        unbound = run([*in_namespace, consul, "validate", without_bind])
+        assert unbound.returncode != 0
+        assert "Multiple private IPv4 addresses found" in unbound.stdout + unbound.stderr
+
+        check(consul, ["validate"], CONSUL_DIR, prefix=in_namespace)
+
+
+@pytest.mark.infra
+def test_consul_config_serves_as_in_its_compose_container(consul: Path, tmp_path: Path) -> None:
+    """The image's command line on a network like Compose's: it binds to its address, leads.
+
+    The namespace has no route out, so nothing it does leaves this machine.
+    """
+    container = [("eth0", "veth", "172.30.0.53/24")]  # Consul's fixed address in Compose
+    with network_namespace(container, gateway="172.30.0.1") as namespace:
+        in_namespace = ["ip", "netns", "exec", namespace]
+        # As the hashicorp/consul entrypoint runs `agent -recursor=127.0.0.11`.
+        agent = subprocess.Popen(
+            [
+                *in_namespace,
+                str(consul),
+                "agent",
+                f"-data-dir={tmp_path / 'data'}",
+                f"-config-dir={CONSUL_DIR}",
+                "-recursor=127.0.0.11",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            peers = run([*in_namespace, consul, "operator", "raft", "list-peers"])
+            while "leader" not in peers.stdout and time.monotonic() < deadline:
+                assert agent.poll() is None, "consul agent exited"
+                time.sleep(0.5)
+                peers = run([*in_namespace, consul, "operator", "raft", "list-peers"])
+            members = run([*in_namespace, consul, "members"])
+        finally:
+            os.killpg(agent.pid, signal.SIGKILL)
+            log = agent.communicate(timeout=30)[0]
+    assert "172.30.0.53:8300" in peers.stdout and "leader" in peers.stdout, log
+    assert re.search(r"172\.30\.0\.53:8301\s+alive\s+server", members.stdout), members.stdout

@@ -23,7 +23,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer
 
 from platform_native import servers
-from platform_native.promconfig import loopback_config
+from platform_native.configs import replace_addresses
 from platform_native.services import (
     ServiceInfo,
     ServiceProcess,
@@ -211,9 +211,9 @@ def dashboard_metrics() -> set[str]:
 
 
 def loopback_scrape_config(platform: Platform) -> str:
-    """The shipped prometheus.yml, pointed at the loopback Consul (other jobs dropped)."""
+    """The shipped prometheus.yml, pointed at the loopback Consul (other hosts unreachable)."""
     path = REPO / "infrastructure" / "prometheus" / "prometheus.yml"
-    return loopback_config(path.read_text(), {"consul:8500": platform.consul.http_addr})
+    return replace_addresses(path.read_text(), {"consul:8500": platform.consul.http_addr})
 
 
 def test_kong_snippets_merge_and_validate(

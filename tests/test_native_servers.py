@@ -2,8 +2,9 @@
 
 Kafka, Consul, Jaeger and Prometheus are built (or taken from the cache) by
 infrastructure/native/platform_native and started once for the session on
-127.0.0.1. Each test talks to a server the way a service would: a Kafka
-client, Consul's HTTP API, an OTLP/HTTP export, a PromQL query.
+127.0.0.1, from the config files Compose mounts. Each test talks to a server
+the way a service would: a Kafka client, Consul's HTTP API, an OTLP/HTTP
+export, a PromQL query.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -34,17 +36,16 @@ from platform_native import (  # noqa: E402 - needs the sys.path entry above
     Prometheus,
     Server,
     ToolError,
+    configs,
     deck_file_validate,
     promtool_check_config,
     running,
 )
-from platform_native.servers import (  # noqa: E402
-    _kafka_cluster_id,
-    group_members,
-    http_json,
-    listening_sockets,
-    pid_alive,
-)
+from platform_native.probes import http_json  # noqa: E402
+from platform_native.processes import group_members, listening_sockets, pid_alive  # noqa: E402
+from platform_native.servers.kafka import cluster_id  # noqa: E402
+
+from .kafka_clients import produce_and_consume  # noqa: E402
 
 pytestmark = pytest.mark.infra
 
@@ -78,12 +79,9 @@ def _assert_all_gone(pids: list[int]) -> None:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """All four servers, started once; teardown proves nothing is left running."""
     root = tmp_path_factory.mktemp("native-platform")
-    started = Platform(
-        kafka=Kafka(root / "kafka"),
-        consul=Consul(root / "consul"),
-        jaeger=Jaeger(root / "jaeger"),
-        prometheus=Prometheus(root / "prometheus"),
-    )
+    kafka, consul, jaeger = Kafka(root / "kafka"), Consul(root / "consul"), Jaeger(root / "jaeger")
+    prometheus = Prometheus(root / "prometheus", peers=[consul, jaeger, kafka])
+    started = Platform(kafka=kafka, consul=consul, jaeger=jaeger, prometheus=prometheus)
     with running(*started.servers()):
         pids = _pids(started.servers())
         yield started
@@ -107,7 +105,6 @@ def eventually(check: Callable[[], T | None], timeout: float = 30.0) -> T:
 
 async def _kafka_round_trip(bootstrap: str, topic: str, payload: bytes) -> tuple[set[str], bytes]:
     """List topics with aiokafka's admin client, then produce and consume one record."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
     from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -116,24 +113,7 @@ async def _kafka_round_trip(bootstrap: str, topic: str, payload: bytes) -> tuple
         topics = set(await admin.list_topics())
     finally:
         await admin.close()
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, payload, key=b"key")
-    finally:
-        await producer.stop()
-
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    try:
-        record = await asyncio.wait_for(consumer.getone(), timeout=30)
-    finally:
-        await consumer.stop()
-    assert record.value is not None
-    return topics, record.value
+    return topics, await produce_and_consume(topic, payload, bootstrap_servers=bootstrap)
 
 
 def test_kafka_topic_is_created_and_seen_by_a_python_client(platform: Platform) -> None:
@@ -156,7 +136,7 @@ def test_kafka_create_topics_is_idempotent(platform: Platform) -> None:
 
 def test_kafka_cluster_ids_never_look_like_an_option() -> None:
     """An id starting with "-" made the storage tool fail ("expected one argument")."""
-    ids = [_kafka_cluster_id() for _ in range(5000)]
+    ids = [cluster_id() for _ in range(5000)]
 
     assert all(len(cluster_id) == 22 and not cluster_id.startswith("-") for cluster_id in ids)
     assert len(set(ids)) == len(ids)
@@ -347,6 +327,67 @@ def test_running_stops_every_process_it_started(tmp_path: Path) -> None:
     _assert_all_gone(pids)
 
 
+# ------------------------------------------------------------- shipped configs
+
+
+def _command_line(server: Server) -> list[str]:
+    assert server.pid is not None
+    return Path(f"/proc/{server.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def test_consul_and_jaeger_run_the_shipped_file_plus_an_address_overlay(
+    platform: Platform,
+) -> None:
+    """What Compose mounts is what runs; the overlay sets only loopback addresses and ports."""
+    consul_args = _command_line(platform.consul)
+    assert consul_args[1:] == [
+        "agent",
+        f"-config-file={configs.CONSUL_CONFIG}",
+        f"-config-file={platform.consul.overlay_path}",
+    ]
+    jaeger_args = _command_line(platform.jaeger)
+    assert jaeger_args[1:] == [
+        f"--config=file:{configs.JAEGER_CONFIG}",
+        f"--config=file:{platform.jaeger.overlay_path}",
+    ]
+    for server in (platform.consul, platform.jaeger):
+        overlay = json.loads(server.overlay_path.read_text())
+        assert configs.overlay_violations(overlay) == [], server.name
+        text = json.dumps(overlay)
+        assert "0.0.0.0" not in text and "127.0.0.1" in text, server.name
+    # Consul really took consul.hcl's settings, not only the overlay's.
+    status, self_info = http_json("GET", f"{platform.consul.http_url}/v1/agent/self")
+    assert status == 200
+    assert self_info["Config"]["Datacenter"] == "dc1"
+    assert self_info["Config"]["Server"] is True
+    assert self_info["DebugConfig"]["DNSOnlyPassing"] is True  # dns_config in consul.hcl
+
+
+def test_prometheus_runs_the_shipped_file_with_only_addresses_replaced(
+    platform: Platform,
+) -> None:
+    prometheus = platform.prometheus
+    assert f"--config.file={prometheus.config_path}" in _command_line(prometheus)
+    shipped = configs.PROMETHEUS_CONFIG.read_text()
+    running_config = prometheus.config_path.read_text()
+
+    assert running_config == configs.replace_addresses(shipped, prometheus.replacements())
+    assert configs.compose_addresses(running_config) == []
+    _, answer = http_json("GET", f"{prometheus.url}/api/v1/status/config")
+    jobs = {
+        line.split(":", 1)[1].strip()
+        for line in answer["data"]["yaml"].splitlines()
+        if line.strip().startswith("- job_name:")
+    }
+    assert jobs == {"services", "kong", "consul", "jaeger", "kafka-exporter", "prometheus"}
+
+    def consul_and_jaeger_scraped() -> bool:
+        samples = prometheus.query('up{job=~"consul|jaeger"} == 1')
+        return {s["metric"]["job"] for s in samples} == {"consul", "jaeger"}
+
+    eventually(consul_and_jaeger_scraped, timeout=60)
+
+
 # ------------------------------------------------------------------------- CLI
 
 
@@ -371,22 +412,20 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
             check=False,
         )
 
-    template = tmp_path / "prometheus.yml"
-    template.write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: consul\n"
-        "    metrics_path: /v1/agent/metrics\n"
-        "    params: {format: [prometheus]}\n"
-        "    static_configs: [{targets: ['consul:8500']}]\n"
-    )
-    up = cli("up", "--topics", "alpha,beta", "--prometheus-config", str(template))
+    up = cli("up", "--topics", "alpha,beta")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((state_dir / "state.json").read_text())
         pids = [int(s["pgid"]) for s in state["servers"].values()]
         assert set(state["servers"]) == {"consul", "jaeger", "kafka", "prometheus"}
         assert "topics: alpha, beta" in up.stdout
+        # A line per step with its time, then every address.
+        for name in ("consul", "jaeger", "kafka", "prometheus"):
+            assert f"==> starting {name} " in up.stdout
+            assert re.search(rf"^    {name} ready in [0-9.]+s \(pid \d+", up.stdout, re.M)
+        consul_ui = state["servers"]["consul"]["addresses"]["ui"]
+        for line in (f"Consul UI    {consul_ui}", "Jaeger UI    http://127.0.0.1:"):
+            assert line in up.stdout
 
         # The daemons outlived the `up` process.
         assert all(pid_alive(pid) for pid in pids)
@@ -394,7 +433,7 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         again = cli("up")
         assert again.returncode == 0 and "already running" in again.stdout
 
-        # The template's consul:8500 now points at the native Consul, which is up.
+        # prometheus.yml's consul:8500 now points at the native Consul, which is up.
         prometheus_url = state["servers"]["prometheus"]["addresses"]["url"]
 
         def consul_scraped() -> bool:

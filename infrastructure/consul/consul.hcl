@@ -2,7 +2,9 @@
 # Checked with `consul validate infrastructure/consul/`.
 # In Docker this directory is mounted at /consul/config (see
 # docker-compose.infrastructure.yml); command-line flags such as -data-dir
-# take precedence over the values below.
+# take precedence over the values below. The native platform runs this same
+# file with a second -config-file that sets only loopback addresses, free
+# ports and a data directory (infrastructure/native/platform_native/configs.py).
 
 datacenter           = "dc1"
 data_dir             = "/consul/data"
@@ -14,6 +16,19 @@ log_level            = "INFO"
 # Listen on every interface inside the container; the compose file publishes
 # the ports on 127.0.0.1 only.
 client_addr = "0.0.0.0"
+
+# Cluster traffic (Serf, server RPC) on the private address that has the
+# default route: the container's one interface in Compose. Without it Consul
+# refuses any host with several private addresses, as a Docker bridge adds
+# ("Multiple private IPv4 addresses found").
+bind_addr = "{{ GetPrivateIP }}"
+
+# Raft timing for a server that has the machine to itself (Consul's advice for
+# production); the default (5) is for slow shared machines and makes a single
+# server wait ~10 s for its own election instead of ~2 s.
+performance {
+  raft_multiplier = 1
+}
 
 ports {
   http     = 8500
@@ -40,17 +55,7 @@ telemetry {
   disable_hostname          = true
 }
 
-# ACLs are off on the local development platform. To turn them on:
-#
-#   acl {
-#     enabled                  = true
-#     default_policy           = "deny"
-#     enable_token_persistence = true
-#   }
-#
-# then run `consul acl bootstrap` once, create tokens with the policies each
-# client needs (services: service:write for their own name; Prometheus:
-# service:read + node:read; DNS: `consul acl set-agent-token dns <token>` with
-# a policy that reads services and nodes) and hand each client its token
-# through the CONSUL_HTTP_TOKEN environment variable (an .env file that is
-# never committed). No token belongs in this file.
+# ACLs are off on the local development platform; secure/acl.hcl switches
+# them on (default deny) and says how to make the tokens. Each client gets its
+# token through the CONSUL_HTTP_TOKEN environment variable (an .env file that
+# is never committed). No token belongs in this file.

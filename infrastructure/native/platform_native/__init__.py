@@ -1,24 +1,29 @@
 """Run the platform's real servers natively, without Docker.
 
-Kafka, Consul, Jaeger v2 and Prometheus (plus the decK CLI) are fetched or
-built at pinned versions into a cache outside the repository and started on
-127.0.0.1 with free ports. Only the standard library is used, so this works
-before any virtualenv exists::
+Kafka, Consul, Jaeger v2 and Prometheus (plus the decK CLI) are built from
+the package registries at pinned versions (versions.py) into a cache outside
+the repository (~/.cache/event-platform) and started on 127.0.0.1 with free
+ports, from the same config files Compose mounts (configs.py).
 
-    PYTHONPATH=infrastructure/native python -m platform_native build
-    PYTHONPATH=infrastructure/native python -m platform_native up --state-dir .platform
+What it needs: Python 3.11+ and only its standard library (it runs before any
+virtualenv exists); Java 17+ and Maven for Kafka; Go 1.26+ (Prometheus 3.15
+needs it; GOTOOLCHAIN=local, so no other toolchain is fetched) for Consul,
+Jaeger, Prometheus and decK. Nothing else is downloaded::
+
+    PYTHONPATH=infrastructure/native python3 -m platform_native build
+    PYTHONPATH=infrastructure/native python3 -m platform_native up --state-dir .platform/infra
+
+Modules: servers/ (one per server: build, configure, start, health, stop),
+build.py (cached, locked builds), gobuild.py (Go recipes), configs.py (the
+shipped configs and the one rule for what differs natively), processes.py
+(ports, process groups, clean-up at exit), probes.py (readiness checks),
+progress.py (step lines and heartbeats), services.py (the teams' services as
+local processes), tools.py (running the config checkers).
 """
 
-from platform_native.build import (
-    BuildError,
-    ensure_all,
-    ensure_consul,
-    ensure_deck,
-    ensure_jaeger,
-    ensure_kafka,
-    ensure_prometheus,
-)
+from platform_native.build import BuildError
 from platform_native.servers import (
+    BUILDS,
     Consul,
     Jaeger,
     Kafka,
@@ -29,6 +34,7 @@ from platform_native.servers import (
     consul_validate,
     deck_file_validate,
     free_ports,
+    jaeger_validate,
     kill_registered,
     listening_sockets,
     promtool_check_config,
@@ -39,6 +45,7 @@ from platform_native.servers import (
 from platform_native.versions import cache_dir, pinned_versions
 
 __all__ = [
+    "BUILDS",
     "BuildError",
     "Consul",
     "Jaeger",
@@ -50,13 +57,8 @@ __all__ = [
     "cache_dir",
     "consul_validate",
     "deck_file_validate",
-    "ensure_all",
-    "ensure_consul",
-    "ensure_deck",
-    "ensure_jaeger",
-    "ensure_kafka",
-    "ensure_prometheus",
     "free_ports",
+    "jaeger_validate",
     "kill_registered",
     "listening_sockets",
     "pinned_versions",

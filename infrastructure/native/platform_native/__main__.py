@@ -2,14 +2,14 @@
 
 From the repository root::
 
-    PYTHONPATH=infrastructure/native python -m platform_native build
-    PYTHONPATH=infrastructure/native python -m platform_native up --state-dir .platform \\
-        --prometheus-config infrastructure/prometheus/prometheus.yml --topics orders,payments
-    PYTHONPATH=infrastructure/native python -m platform_native status --state-dir .platform
-    PYTHONPATH=infrastructure/native python -m platform_native down --state-dir .platform
+    PYTHONPATH=infrastructure/native python3 -m platform_native build
+    PYTHONPATH=infrastructure/native python3 -m platform_native up --state-dir .platform/infra
+    PYTHONPATH=infrastructure/native python3 -m platform_native status --state-dir .platform/infra
+    PYTHONPATH=infrastructure/native python3 -m platform_native down --state-dir .platform/infra
 
 ``up`` starts detached processes that outlive this command and records them
 in ``<state-dir>/state.json``; ``down`` stops exactly those process groups.
+Every step prints a line with its elapsed time, long ones a line every ~15 s.
 """
 
 from __future__ import annotations
@@ -25,44 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from platform_native import build, versions
-from platform_native.promconfig import loopback_config
-from platform_native.servers import (
-    Consul,
-    Jaeger,
-    Kafka,
-    Prometheus,
-    Server,
-    ServerError,
-    ToolError,
-    group_members,
-    pid_alive,
-    stop_process_group,
-)
+from platform_native import progress, tls, versions
+from platform_native.build import BuildError
+from platform_native.processes import ProcessError, group_members, pid_alive, stop_process_group
+from platform_native.servers import BUILDS, Consul, Jaeger, Kafka, Prometheus, Server
+from platform_native.servers.base import ServerError
+from platform_native.tools import ToolError
 
 STATE_FILE = "state.json"
-
-
-def prometheus_replacements(
-    kafka: Kafka, consul: Consul, jaeger: Jaeger, prometheus: Prometheus
-) -> dict[str, str]:
-    """Map the compose host names used in prometheus.yml to the native addresses.
-
-    ``--prometheus-config`` is a plain text template: every key below is
-    replaced literally, so infrastructure/prometheus/prometheus.yml works as is.
-    Jobs with no native server (kong, kafka-exporter) are dropped.
-    """
-    return {
-        "consul:8500": consul.http_addr,
-        "jaeger:8888": f"127.0.0.1:{jaeger.metrics_port}",
-        "jaeger:13133": f"127.0.0.1:{jaeger.health_port}",
-        "jaeger:16686": f"127.0.0.1:{jaeger.query_http_port}",
-        "jaeger:4317": f"127.0.0.1:{jaeger.otlp_grpc_port}",
-        "jaeger:4318": f"127.0.0.1:{jaeger.otlp_http_port}",
-        "kafka:9092": kafka.bootstrap,
-        "prometheus:9090": prometheus.address,
-        "localhost:9090": prometheus.address,
-    }
 
 
 def client_env(
@@ -82,20 +52,21 @@ def client_env(
 # ------------------------------------------------------------------------ build
 
 
-def cmd_build(_args: argparse.Namespace) -> int:
-    """Build or fetch everything, reporting each artifact and how long it took."""
-    steps: list[tuple[str, str, Callable[[], Path]]] = [
-        ("kafka", versions.KAFKA_VERSION, build.ensure_kafka),
-        ("consul", versions.CONSUL_VERSION, build.ensure_consul),
-        ("jaeger", versions.JAEGER_VERSION, build.ensure_jaeger),
-        ("deck", versions.DECK_VERSION, build.ensure_deck),
-        ("prometheus", versions.PROMETHEUS_VERSION, build.ensure_prometheus),
-    ]
-    print(f"cache: {versions.cache_dir()}")
-    for name, version, ensure in steps:
+def build_all() -> dict[str, Path]:
+    """Build (or find in the cache) every server, one line each with its time."""
+    progress.say(f"==> building the servers (cache: {versions.cache_dir()})")
+    built = {}
+    for name, build in BUILDS.items():
         started = time.monotonic()
-        path = ensure()
-        print(f"{name:<11} {version:<12} {path}  ({time.monotonic() - started:.1f}s)")
+        built[name] = build()
+        took = progress.elapsed(time.monotonic() - started)
+        progress.say(f"    {name} {versions.pinned_versions()[name]}: {built[name]} ({took})")
+    return built
+
+
+def cmd_build(_args: argparse.Namespace) -> int:
+    """Build or fetch everything."""
+    build_all()
     return 0
 
 
@@ -141,11 +112,36 @@ def _stop_recorded(state: dict[str, Any]) -> list[str]:
             continue
         try:
             stop_process_group(int(server["pgid"]))
-        except ServerError as error:
+        except ProcessError as error:
             print(f"{name}: {error}", file=sys.stderr)
         if group_members(int(server["pgid"])):
             survivors.append(name)
     return survivors
+
+
+def _start(server: Server) -> None:
+    """Start one server with a line before, heartbeats while waiting, a line after."""
+    label = f"{server.name} {server.version}"
+    progress.say(f"==> starting {label}")
+    started = time.monotonic()
+    with progress.heartbeat(f"starting {label}", f", log: {server.log_path}"):
+        server.start()
+    took = progress.elapsed(time.monotonic() - started)
+    progress.say(f"    {server.name} ready in {took} (pid {server.pid}, log: {server.log_path})")
+
+
+def print_addresses(state: dict[str, Any]) -> None:
+    """Every address of the running servers, as a person uses them."""
+    servers = state["servers"]
+    rows = [
+        ("Consul UI", servers["consul"]["addresses"]["ui"]),
+        ("Jaeger UI", servers["jaeger"]["addresses"]["query_url"]),
+        ("Prometheus", servers["prometheus"]["addresses"]["url"]),
+        ("Kafka", servers["kafka"]["addresses"]["bootstrap"]),
+        ("OTLP (HTTP)", servers["jaeger"]["addresses"]["otlp_http"]),
+    ]
+    for label, address in rows:
+        progress.say(f"    {label:<12} {address}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -155,43 +151,39 @@ def cmd_up(args: argparse.Namespace) -> int:
     previous = _read_state(state_dir)
     if previous is not None:
         if all(_is_alive(s) for s in previous["servers"].values()):
-            print(f"already running (see {state_dir / STATE_FILE})")
+            progress.say(f"==> already running (see {state_dir / STATE_FILE})")
+            print_addresses(previous)
             return 0
-        print("a previous run is partly dead; stopping what is left of it")
+        progress.say("==> a previous run is partly dead; stopping what is left of it")
         _stop_recorded(previous)
         (state_dir / STATE_FILE).unlink()
 
-    build.ensure_all()
+    began = time.monotonic()
+    for build in BUILDS.values():  # at once when cached; a cold build reports itself
+        build()
     # Every `up` starts from empty data directories.
     for name in ("consul", "jaeger", "kafka", "prometheus"):
         shutil.rmtree(state_dir / name, ignore_errors=True)
     consul = Consul(state_dir / "consul", detach=True)
     jaeger = Jaeger(state_dir / "jaeger", detach=True)
     kafka = Kafka(state_dir / "kafka", detach=True)
-    prometheus = Prometheus(state_dir / "prometheus", detach=True)
-    if args.prometheus_config:
-        prometheus.config_text = loopback_config(
-            Path(args.prometheus_config).read_text(),
-            prometheus_replacements(kafka, consul, jaeger, prometheus),
-        )
+    prometheus = Prometheus(state_dir / "prometheus", peers=[consul, jaeger, kafka], detach=True)
 
-    order: tuple[Server, ...] = (consul, jaeger, kafka, prometheus)
     started: list[Server] = []
-    began = time.monotonic()
     try:
+        order: tuple[Server, ...] = (consul, jaeger, kafka, prometheus)
         for server in order:
-            server.start()
+            _start(server)
             started.append(server)
-            print(f"{server.name:<11} ready  pid={server.pid}  {server.addresses()}")
         topics = [t for t in (args.topics or "").split(",") if t]
         if topics:
+            progress.say(f"==> creating topics {', '.join(topics)}")
             kafka.create_topics(topics, partitions=args.partitions)
-            print(f"topics: {', '.join(kafka.list_topics())}")
+            progress.say(f"    topics: {', '.join(kafka.list_topics())}")
     except BaseException:  # also Ctrl-C: detached daemons would outlive us
-        for server in reversed(started):
-            server.stop()
+        for running in reversed(started):
+            running.stop()
         raise
-    print(f"all servers ready in {time.monotonic() - began:.1f}s")
 
     state: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -200,9 +192,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         "env": client_env(kafka, consul, jaeger, prometheus),
     }
     _write_state(state_dir, state)
-    print(f"state: {state_dir / STATE_FILE}")
-    for key, value in state["env"].items():
-        print(f"export {key}={value}")
+    progress.say(f"==> all servers ready in {progress.elapsed(time.monotonic() - began)}")
+    print_addresses(state)
+    progress.say(f"    state: {state_dir / STATE_FILE}")
     return 0
 
 
@@ -237,50 +229,62 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all_alive else 1
 
 
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print one client setting of the running platform (e.g. CONSUL_HTTP_ADDR)."""
+    state = _read_state(Path(args.state_dir).resolve())
+    if state is None:
+        print("not running (no state.json)", file=sys.stderr)
+        return 1
+    print(state["env"][args.name])
+    return 0
+
+
+def cmd_tls(args: argparse.Namespace) -> int:
+    """Make a throwaway CA and a keystore for a TLS server on localhost/127.0.0.1."""
+    certificate = tls.make_server_certificate(Path(args.out).resolve(), args.name)
+    print(f"CA (clients trust it): {certificate.ca_file}")
+    print(f"keystore (PKCS12):     {certificate.keystore}")
+    print(f"its password:          {certificate.password_file}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one subcommand."""
     parser = argparse.ArgumentParser(
         prog="python -m platform_native", description=__doc__.splitlines()[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
-
-    commands.add_parser("build", help="fetch/build every server into the cache").set_defaults(
-        func=cmd_build
-    )
+    build = commands.add_parser("build", help="fetch/build every server into the cache")
+    build.set_defaults(func=cmd_build)
 
     up = commands.add_parser("up", help="start all servers as daemons")
-    up.add_argument(
-        "--state-dir", required=True, help="where state.json, configs, data and logs go"
-    )
-    up.add_argument(
-        "--prometheus-config",
-        help="prometheus.yml template (compose host names are replaced)",
-    )
+    up.add_argument("--state-dir", required=True, help="where state.json, data and logs go")
     up.add_argument("--topics", help="comma-separated Kafka topics to create")
-    up.add_argument(
-        "--partitions",
-        type=int,
-        default=3,
-        help="partitions per created topic (default 3)",
-    )
+    up.add_argument("--partitions", type=int, default=3, help="partitions per topic (3)")
     up.set_defaults(func=cmd_up)
 
-    down = commands.add_parser("down", help="stop the daemons recorded in state.json")
-    down.add_argument("--state-dir", required=True)
-    down.set_defaults(func=cmd_down)
+    for name, command in (("down", cmd_down), ("status", cmd_status)):
+        sub = commands.add_parser(name, help=command.__doc__)
+        sub.add_argument("--state-dir", required=True)
+        sub.set_defaults(func=command)
+    env = commands.add_parser("env", help=cmd_env.__doc__)
+    env.add_argument("--state-dir", required=True)
+    env.add_argument("name")
+    env.set_defaults(func=cmd_env)
 
-    status = commands.add_parser("status", help="show whether the recorded daemons are alive")
-    status.add_argument("--state-dir", required=True)
-    status.set_defaults(func=cmd_status)
+    make_tls = commands.add_parser("tls", help=cmd_tls.__doc__)
+    make_tls.add_argument("--out", required=True, help="directory, e.g. .secrets/kafka")
+    make_tls.add_argument("--name", default="server", help="keystore name (<name>.p12)")
+    make_tls.set_defaults(func=cmd_tls)
 
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except build.BuildError:
+    except BuildError:
         print("error: build failed (details above)", file=sys.stderr)
         return 1
-    except (ServerError, ToolError) as error:
+    except (ServerError, ToolError, ProcessError, tls.TLSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

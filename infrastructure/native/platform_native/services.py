@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from platform_native.servers import HOST, free_ports, pid_alive
+from platform_native.processes import HOST, free_ports, pid_alive
 
 
 @dataclass(frozen=True)

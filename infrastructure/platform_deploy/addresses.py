@@ -1,0 +1,53 @@
+"""Every address of the running platform, printed at the end of `./deploy-all.sh up`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from platform_deploy.discovery import discover
+
+
+def docker_rows() -> list[tuple[str, str]]:
+    """The ports docker-compose.infrastructure.yml publishes on 127.0.0.1."""
+    kafka_port = os.environ.get("KAFKA_EXTERNAL_PORT", "9094")
+    kong_port = os.environ.get("KONG_PROXY_PORT", "8000")
+    return [
+        ("Kong proxy", f"http://127.0.0.1:{kong_port}"),
+        ("Kong admin", "http://127.0.0.1:8001"),
+        ("Consul UI", "http://127.0.0.1:8500/ui/"),
+        ("Jaeger UI", "http://127.0.0.1:16686"),
+        ("Prometheus", "http://127.0.0.1:9090"),
+        ("Grafana", "http://127.0.0.1:3000  (admin password in .env)"),
+        ("Kafka UI", "http://127.0.0.1:8080"),
+        ("Kafka", f"127.0.0.1:{kafka_port}"),
+    ]
+
+
+def native_rows(infra_state: Path, kong_config: Path) -> list[tuple[str, str]]:
+    """The native servers' addresses, from the state.json that `up` wrote."""
+    servers = json.loads(infra_state.read_text())["servers"]
+    return [
+        ("Consul UI", servers["consul"]["addresses"]["ui"]),
+        ("Jaeger UI", servers["jaeger"]["addresses"]["query_url"]),
+        ("Prometheus", servers["prometheus"]["addresses"]["url"]),
+        ("Kafka", servers["kafka"]["addresses"]["bootstrap"]),
+        ("OTLP (HTTP)", servers["jaeger"]["addresses"]["otlp_http"]),
+        ("Grafana", "not run natively (Docker mode only)"),
+        ("Kong", f"not served natively (config: {kong_config})"),
+    ]
+
+
+def service_rows(services_dir: Path) -> list[tuple[str, str]]:
+    """Each service's HTTP address."""
+    return [
+        (info.name, f"http://127.0.0.1:{info.http_port}  (health: /health/ready)")
+        for info in discover(services_dir)
+    ]
+
+
+def lines(rows: list[tuple[str, str]]) -> list[str]:
+    """Aligned ``label  address`` lines."""
+    width = max((len(label) for label, _ in rows), default=0)
+    return [f"  {label:<{width}}  {address}" for label, address in rows]

@@ -1,0 +1,50 @@
+"""The services' Compose file: one entry per service, on the infrastructure's network."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from platform_deploy.discovery import discover
+
+HEADER = "# Written by ./deploy-all.sh from services/*/pyproject.toml; do not edit.\n"
+
+
+def _project_version(directory: Path) -> str:
+    return str(tomllib.loads((directory / "pyproject.toml").read_text())["project"]["version"])
+
+
+def services_compose(services_dir: Path) -> dict[str, Any]:
+    """The Compose document for every service, joined to the platform network."""
+    services: dict[str, Any] = {}
+    for info in discover(services_dir):
+        services[info.name] = {
+            "build": {"context": str(info.directory)},
+            "image": f"event-platform/{info.name}:{_project_version(info.directory)}",
+            "restart": "unless-stopped",
+            "environment": {
+                "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+                "CONSUL_HTTP_ADDR": "http://consul:8500",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318",
+                "HTTP_PORT": str(info.http_port),
+            },
+            "ports": [f"127.0.0.1:{info.http_port}:{info.http_port}"],
+            "depends_on": {
+                name: {"condition": "service_healthy"} for name in ("kafka", "consul", "jaeger")
+            },
+            "deploy": {"resources": {"limits": {"memory": "512m"}}},
+            "logging": {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}},
+            "networks": ["platform"],
+        }
+    return {"services": services}
+
+
+def write(services_dir: Path, out: Path) -> int:
+    """Write the file; return how many services it holds."""
+    document = services_compose(services_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(HEADER + yaml.safe_dump(document, sort_keys=False))
+    return len(document["services"])

@@ -1,0 +1,104 @@
+"""The services as local processes (native mode): install once, start detached, stop.
+
+What runs is recorded in ``<state-dir>/services.json`` so a second `up`
+changes nothing and `down` stops exactly those processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from platform_deploy.discovery import REPO, discover
+from platform_native import progress
+from platform_native.processes import HOST, pid_alive, stop_process_group
+from platform_native.services import ServiceProcess, install
+
+SERVICES_FILE = "services.json"
+WHEELS = REPO / ".wheels"  # the chassis built from chassis/ (`make wheels`)
+# On the local platform every request is traced (a production service samples a tenth),
+# and the logs stay in the services' log files: natively there is no log store yet.
+LOCAL_SERVICE_ENV = {
+    "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+    "OTEL_LOGS_EXPORTER": "none",
+    "LOG_FORMAT": "json",
+}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _alive(record: dict[str, Any]) -> bool:
+    """The recorded process is alive and still runs the service's script (no reused pid)."""
+    pid = int(record["pid"])
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return pid_alive(pid) and record["script"] in cmdline.split("\0")
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def start(services_dir: Path, state_dir: Path) -> int:
+    """Install and start every service as a detached process, once."""
+    infra = _read_json(state_dir / "infra" / "state.json")
+    if not infra:
+        print("the native infrastructure is not running (no state.json)", file=sys.stderr)
+        return 1
+    records = _read_json(state_dir / SERVICES_FILE)
+    for info in discover(services_dir):
+        record = records.get(info.name)
+        if record and _alive(record):
+            progress.say(f"    {info.name}: already running (pid {record['pid']})")
+            continue
+        if _port_in_use(info.http_port):
+            print(
+                f"{info.name}: port {info.http_port} is taken by another program", file=sys.stderr
+            )
+            return 1
+        venv = info.directory / ".venv"
+        progress.say(f"    {info.name}: installing into {venv}")
+        with progress.heartbeat(f"installing {info.name}", f", into {venv}"):
+            script = install(info.directory, wheels=WHEELS)
+        env = {
+            **infra["env"],
+            "CONSUL_HTTP_ADDR": f"http://{infra['env']['CONSUL_HTTP_ADDR']}",
+            **LOCAL_SERVICE_ENV,
+        }
+        log_path = state_dir / "logs" / f"{info.name}.log"
+        process = ServiceProcess(info, script, env, log_path, info.http_port).start()
+        records[info.name] = {
+            "pid": process.pid,
+            "script": str(script),
+            "port": info.http_port,
+            "log": str(log_path),
+        }
+        _write_json(state_dir / SERVICES_FILE, records)
+        progress.say(f"    {info.name}: started (pid {process.pid}, log: {log_path})")
+    return 0
+
+
+def stop(state_dir: Path) -> int:
+    """SIGTERM each recorded service (graceful drain), SIGKILL what outlives the grace."""
+    path = state_dir / SERVICES_FILE
+    for name, record in _read_json(path).items():
+        if _alive(record):
+            stop_process_group(int(record["pid"]), timeout=30)
+            print(f"{name}: stopped")
+    path.unlink(missing_ok=True)
+    return 0

@@ -1,0 +1,33 @@
+"""`./deploy-all.sh new`: a service from the template, created with cruft.
+
+cruft records the template's commit in the service's `.cruft.json`, so
+`cruft update` can bring later template changes into it. The template is
+recorded by its path relative to the service (the repository it lives in),
+so updates work in any clone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from platform_deploy.discovery import REPO
+
+
+def create(services_dir: Path, name: str, answers: dict[str, str], *, ask: bool) -> Path:
+    """Render the service `name` into `services_dir`; unanswered questions asked if `ask`."""
+    from cruft import create as cruft_create
+
+    services_dir.mkdir(parents=True, exist_ok=True)
+    project = cruft_create(
+        str(REPO),
+        output_dir=services_dir,
+        extra_context={**answers, "service_name": name},
+        no_input=not ask,
+    )
+    state_path = project / ".cruft.json"
+    state = json.loads(state_path.read_text())
+    state["template"] = os.path.relpath(REPO, project)
+    state_path.write_text(json.dumps(state, indent=2) + "\n")
+    return Path(project)

@@ -1,0 +1,35 @@
+"""Create the topics every service declares, with aiokafka's admin client."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from platform_deploy.discovery import discover
+
+
+async def _create_topics(bootstrap: str, wanted: dict[str, int]) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            await admin.create_topics(
+                [NewTopic(name, wanted[name], replication_factor=1) for name in missing]
+            )
+        return missing
+    finally:
+        await admin.close()
+
+
+def create_declared_topics(services_dir: Path, bootstrap: str) -> str:
+    """Create missing topics (existing ones are left alone); return a one-line summary."""
+    wanted: dict[str, int] = {}
+    for info in discover(services_dir):
+        for topic in info.topics:
+            wanted[topic] = max(wanted.get(topic, 0), info.partitions)
+    created = asyncio.run(_create_topics(bootstrap, wanted))
+    return f"topics: {len(wanted)} declared, {len(created)} created {' '.join(created)}".rstrip()
