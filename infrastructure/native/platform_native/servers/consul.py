@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Self
@@ -26,7 +25,7 @@ from platform_native import build, configs, gobuild, versions
 from platform_native.probes import http_get, http_json
 from platform_native.processes import HOST, free_ports
 from platform_native.servers.base import Server
-from platform_native.tools import ToolError, run_tool
+from platform_native.tools import ToolError
 
 
 def _recipe(out: Path, work: Path, log: build.BuildLog) -> None:
@@ -181,14 +180,3 @@ class Consul(Server):
         if status != 200:
             raise ToolError(f"consul {method} {path}: HTTP {status} {answer!r}")
         return answer
-
-
-def consul_validate(
-    *paths: Path | str, binary: Path | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run ``consul validate`` on agent config files or directories.
-
-    Consul validates a whole agent configuration, so the files together must
-    set ``data_dir`` (as infrastructure/consul/consul.hcl does).
-    """
-    return run_tool([str(binary or build_consul()), "validate", *map(str, paths)], check)
