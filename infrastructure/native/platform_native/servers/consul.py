@@ -160,8 +160,13 @@ class Consul(Server):
         self.api("PUT", "/v1/agent/token/agent", {"Token": agent})
 
     def make_token(self, policy_name: str, rules: str) -> str:
-        """A new policy with ``rules`` (HCL) and a token holding it; returns its secret."""
-        policy = self.api("PUT", "/v1/acl/policy", {"Name": policy_name, "Rules": rules})
+        """A new token holding the policy ``policy_name`` (made with ``rules`` (HCL) the first
+        time; every instance of a service gets a token of its own); returns its secret."""
+        headers = {"X-Consul-Token": self.management_token or ""}
+        url = f"{self.http_url}/v1/acl/policy/name/{policy_name}"
+        status, policy = http_json("GET", url, headers=headers)
+        if status != 200:
+            policy = self.api("PUT", "/v1/acl/policy", {"Name": policy_name, "Rules": rules})
         token = self.api("PUT", "/v1/acl/token", {"Policies": [{"ID": policy["ID"]}]})
         return str(token["SecretID"])
 
