@@ -16,6 +16,7 @@ from faststream.kafka import TestKafkaBroker
 from pydantic import SecretStr
 
 from event_chassis.discovery import ConsulRegistration
+from event_chassis.health import KAFKA, Readiness
 
 from .example import Settings, create_service
 
@@ -171,3 +172,26 @@ async def test_the_service_registers_on_start_and_deregisters_on_shutdown(
 
     assert consul.services == {}
     assert consul.deregistered == [consul_settings.service_id]
+
+
+async def test_the_instance_registers_again_as_passing_the_moment_it_is_ready(
+    consul: FakeConsul, consul_settings: Settings
+) -> None:
+    """Consul would first run the check up to an interval later; ready instances need not wait."""
+    readiness = Readiness()
+    registration = ConsulRegistration(consul_settings, readiness=readiness, recheck_every=30)
+    registration.start()
+    try:
+        await asyncio.wait_for(registration.registered.wait(), 5)
+        [first] = consul.registrations
+        readiness.ok(KAFKA)
+        for _ in range(100):
+            if len(consul.registrations) == 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await registration.stop()
+
+    assert "status" not in {key.lower() for key in first["checks"][0]}
+    [check] = consul.registrations[1]["checks"]
+    assert check["Status"] == "passing"
