@@ -42,7 +42,8 @@ def result(request: dict[str, Any]) -> dict[str, Any]:
 
 def consumer_settings(package: str, group: str) -> dict[str, Any]:
     settings = importlib.import_module(f"{package}.settings").Settings(consumer_group=group)
-    return clients.consumer(settings)
+    consumer: dict[str, Any] = clients.consumer(settings)
+    return consumer
 
 
 def settings(package: str) -> dict[str, dict[str, Any]]:

@@ -51,7 +51,7 @@ from bench.measure import (  # noqa: E402
 )
 from bench.profile import summarise  # noqa: E402
 from platform_native import servers  # noqa: E402
-from platform_native.processes import free_ports  # noqa: E402
+from platform_native.processes import free_ports, stop_process_group  # noqa: E402
 from platform_native.services import (  # noqa: E402
     ServiceInfo,
     ServiceProcess,
@@ -198,22 +198,11 @@ class Bench:
         (port,) = free_ports(1)
         chain = [str(self.python), str(REPO / "bench" / "chain.py")]
         bootstrap = self.kafka.bootstrap
-        processes = [
-            subprocess.Popen(
-                [
-                    *chain,
-                    "first",
-                    PACKAGE,
-                    bootstrap,
-                    str(port),
-                    requested,
-                    created,
-                    f"{prefix}-first",
-                ]
-            ),
-            subprocess.Popen(
-                [*chain, "second", PACKAGE, bootstrap, created, audited, f"{prefix}-second"]
-            ),
+        first = [*chain, "first", PACKAGE, bootstrap, str(port), requested, created]
+        second = [*chain, "second", PACKAGE, bootstrap, created, audited]
+        processes = [  # process groups of their own, stopped like the services
+            subprocess.Popen([*first, f"{prefix}-first"], start_new_session=True),
+            subprocess.Popen([*second, f"{prefix}-second"], start_new_session=True),
         ]
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -230,12 +219,10 @@ class Bench:
         startup: dict[str, float] = {}
         if kind == "service":
             services, url, last, startup = self.service_chain()
-            stop: Callable[[], None] = lambda: [p.terminate() for p in services]  # noqa: E731
-            idle = rss_mib(services[0].pid)
+            processes = [service.process for service in services if service.process]
         else:
-            chain, url, last = self.bare_chain()
-            stop = lambda: [(p.terminate(), p.wait(30)) for p in chain]  # noqa: E731
-            idle = rss_mib(chain[0].pid)
+            processes, url, last = self.bare_chain()
+        idle = rss_mib(processes[0].pid)
         try:
             time.sleep(2)  # every consumer in its group
             sent = asyncio.run(self._send(url, rate))
@@ -251,7 +238,9 @@ class Bench:
                 )
             )
         finally:
-            stop()
+            for process in processes:  # SIGTERM, then SIGKILL after the grace: both alike
+                stop_process_group(process.pid, timeout=30)
+                process.wait()
         latencies = sorted(float(received[key] - sent[key]) for key in sent if key in received)
         return {
             "sent": len(sent),

@@ -495,7 +495,7 @@ def serving(platform: Platform, architect: Installed) -> Iterator[ServiceProcess
         process.terminate()
 
 
-BAD_BODIES: dict[str, tuple[Any, str]] = {
+BAD_BODIES: dict[str, tuple[Any, str | None]] = {
     "not json": (b"{", "application/json"),
     "missing field": (b'{"company_name": "x"}', "application/json"),
     "wrong type": (b'{"company_name": 5, "industry": []}', "application/json"),
