@@ -6,7 +6,8 @@ defaults objects, which is exactly what a server-side dry run
 resources are checked once their CRDs are installed (:meth:`KubeApiserver.install_crd`).
 
 Both are built from the Go module proxy: etcd from go.etcd.io/etcd/server/v3
-(its go.mod's local replaces dropped), kube-apiserver from k8s.io/kubernetes
+(its go.mod's local replaces dropped), kube-apiserver (and kubectl, for the
+tests of ``deploy-all.sh --k8s``) from k8s.io/kubernetes
 with its 33 ``./staging`` replaces swapped for the published k8s.io modules of
 the same release (``v0.<minor>.<patch>``). Everything binds 127.0.0.1; the
 endpoint reconciler is off because it refuses a loopback advertise address.
@@ -54,7 +55,7 @@ def _kube_apiserver_ldflags() -> str:
     return " ".join(f"-X {p}.{k}={v}" for p in packages for k, v in stamps.items())
 
 
-def _kube_apiserver_recipe(out: Path, work: Path, log: build.BuildLog) -> None:
+def _kubernetes_recipe(out: Path, work: Path, log: build.BuildLog) -> None:
     """k8s.io/kubernetes requires its staging modules at v0.0.0 through local replaces.
 
     module_source drops those replaces; the same modules are published as
@@ -71,8 +72,8 @@ def _kube_apiserver_recipe(out: Path, work: Path, log: build.BuildLog) -> None:
     if not pins:
         raise log.failure("no k8s.io/* v0.0.0 requirements found: has the module layout changed?")
     log.run(["go", "mod", "edit", *pins], source, gobuild.GO_ENV)
-    output = out / "kube-apiserver"
-    gobuild.go_build(source, "./cmd/kube-apiserver", output, log, _kube_apiserver_ldflags())
+    for command in ("kube-apiserver", "kubectl"):  # kubectl shares most of its packages
+        gobuild.go_build(source, f"./cmd/{command}", out / command, log, _kube_apiserver_ldflags())
 
 
 def build_etcd() -> Path:
@@ -80,11 +81,14 @@ def build_etcd() -> Path:
     return build.ensure("etcd", ETCD_VERSION, _etcd_recipe) / "etcd"
 
 
+def build_kubernetes() -> Path:
+    """Return the directory holding ``kube-apiserver`` and ``kubectl``, building them once."""
+    return build.ensure("kubernetes", KUBERNETES_VERSION, _kubernetes_recipe)
+
+
 def build_kube_apiserver() -> Path:
     """Return the path of the ``kube-apiserver`` binary, building it once."""
-    return build.ensure("kube-apiserver", KUBERNETES_VERSION, _kube_apiserver_recipe) / (
-        "kube-apiserver"
-    )
+    return build_kubernetes() / "kube-apiserver"
 
 
 class Etcd(Server):
@@ -146,6 +150,22 @@ class KubeApiserver(Server):
     @property
     def url(self) -> str:
         return f"https://{HOST}:{self.port}"
+
+    def kubeconfig(self, path: Path) -> Path:
+        """Write a kubeconfig for kubectl and helm that reaches this server as admin."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "local", "cluster": {
+                "server": self.url, "certificate-authority": str(self.cert_dir / "apiserver.crt"),
+            }}],
+            "users": [{"name": "admin", "user": {"token": self.token}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+            "current-context": "local",
+        }  # fmt: skip
+        path.write_text(json.dumps(config))  # JSON is YAML
+        path.chmod(0o600)
+        return path
 
     def configure(self) -> None:
         """A service-account signing key (openssl) and the admin's token file."""

@@ -21,7 +21,7 @@ from platform_native.servers.kube_apiserver import (
     ETCD_VERSION,
     KUBERNETES_VERSION,
     build_etcd,
-    build_kube_apiserver,
+    build_kubernetes,
 )
 
 TOOLS: dict[str, tuple[str, Callable[[], Path]]] = {
@@ -30,7 +30,7 @@ TOOLS: dict[str, tuple[str, Callable[[], Path]]] = {
 }
 API_SERVER: dict[str, tuple[str, Callable[[], Path]]] = {
     "etcd": (ETCD_VERSION, build_etcd),
-    "kube-apiserver": (KUBERNETES_VERSION, build_kube_apiserver),
+    "kube-apiserver + kubectl": (KUBERNETES_VERSION, build_kubernetes),
 }
 
 
