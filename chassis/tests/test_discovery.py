@@ -23,8 +23,9 @@ from .example import Settings, create_service
 class FakeConsul:
     """Just enough of /v1/agent to register, list and deregister services."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, token: str | None = None) -> None:
         self.port = port
+        self.token = token  # with one, requests without it get 403, as with ACLs
         self.services: dict[str, dict[str, Any]] = {}
         self.registrations: list[dict[str, Any]] = []
         self.deregistered: list[str] = []
@@ -48,6 +49,8 @@ class FakeConsul:
         # Consul reads keys case-insensitively; py-consul sends them in lower case.
         body = {key.lower(): value for key, value in json.loads(await request.read()).items()}
         self.tokens.append(request.headers.get("X-Consul-Token"))
+        if self.token and request.headers.get("X-Consul-Token") != self.token:
+            return web.Response(status=403, text="Permission denied: token lacks service:write")
         self.registrations.append(body)
         self.services[body["id"]] = body
         return web.json_response(True)
@@ -137,6 +140,24 @@ async def test_the_acl_token_is_sent(consul: FakeConsul, consul_settings: Settin
     await registration.stop()
 
     assert consul.tokens == ["t0ken-for-test"]
+
+
+async def test_a_refused_registration_says_the_token_is_the_problem(
+    consul_settings: Settings, consul_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    consul = FakeConsul(consul_port, token="the-right-one")
+    await consul.start()
+    registration = ConsulRegistration(consul_settings, max_backoff=0.05)
+    try:
+        registration.start()
+        await asyncio.sleep(0.3)
+    finally:
+        await registration.stop()
+        await consul.stop()
+
+    assert not registration.registered.is_set()
+    assert "CONSUL_HTTP_TOKEN is missing or its policy lacks service:write" in caplog.text
+    assert consul.services == {}
 
 
 async def test_the_service_registers_on_start_and_deregisters_on_shutdown(

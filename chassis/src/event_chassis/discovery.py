@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import consul.aio
+from consul.exceptions import ACLPermissionDenied
 
 from .settings import ServiceSettings
 
@@ -109,6 +110,18 @@ class ConsulRegistration:
                 await asyncio.sleep(self.recheck_every)
             except asyncio.CancelledError:
                 raise
+            except ACLPermissionDenied as error:
+                # Retrying helps only once an operator fixes the token's policy: say so loudly.
+                self.registered.clear()
+                logger.error(
+                    "Consul refused to register %s: CONSUL_HTTP_TOKEN is missing or its policy "
+                    "lacks service:write for %r (%s); retrying in %.1fs",
+                    self.settings.service_id,
+                    self.settings.otel_service_name,
+                    error,
+                    self.max_backoff,
+                )
+                await asyncio.sleep(self.max_backoff)
             except Exception as error:
                 self.registered.clear()
                 logger.warning("Consul unreachable (%r); retrying in %.1fs", error, delay)
