@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from platform_deploy.topics import create_declared_topics
 from platform_native.servers import free_ports
 
 from .charts import chassis_python, one, package_of, pod_environment, template
@@ -45,12 +45,17 @@ def pod(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """The service in its chart's pod environment, under a read-only root."""
     workdir = tmp_path_factory.mktemp("read-only")
     service = render(workdir)
-    create_declared_topics(workdir, platform.kafka.bootstrap)  # Strimzi's job on Kubernetes
     python = chassis_python(workdir)
     (port,) = free_ports(1)
+    # Topics and group of its own: the session's Kafka is shared with other tests.
+    prefix = f"read-only-root-{uuid.uuid4().hex[:6]}"
+    topics = {"consumesTopic": "requested", "producesTopic": "created", "deadLetterTopic": "dlq"}
+    platform.kafka.create_topics([f"{prefix}.{suffix}" for suffix in topics.values()])
     objects = template(
         service / "chart",
         None,
+        *(f"kafka.{value}={prefix}.{suffix}" for value, suffix in topics.items()),
+        f"kafka.consumerGroup={prefix}",
         f"kafka.bootstrapServers={platform.kafka.bootstrap}",
         f"telemetry.otlpEndpoint={platform.jaeger.otlp_http}",
         f"http.port={port}",
