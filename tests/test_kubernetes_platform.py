@@ -44,7 +44,8 @@ def helmfile() -> dict[str, Any]:
 
 def release(name: str) -> dict[str, Any]:
     [found] = [r for r in helmfile()["releases"] if r["name"] == name]
-    return found
+    release: dict[str, Any] = found
+    return release
 
 
 def release_values(name: str) -> dict[str, Any]:
