@@ -141,9 +141,11 @@ def whole_trace(platform: Platform, trace_id: str, *wanted: tuple[str, str]) -> 
 
 def trace_logs(platform: Platform, trace_id: str, services: set[str]) -> list[dict[str, Any]]:
     records = eventually(
-        lambda: (found := logs_of_trace(platform.logs, trace_id))
-        and services <= services_of(found)
-        and found
+        lambda: (
+            (found := logs_of_trace(platform.logs, trace_id))
+            and services <= services_of(found)
+            and found
+        )
     )
     assert records, (
         f"log store: records of trace {trace_id} from "
