@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from platform_native.probes import http_get, tcp_accepts
 from platform_native.processes import HOST, free_ports
 from platform_native.servers.base import Server
 from platform_native.servers.jaeger import Jaeger, config_args
-from platform_native.tools import run_tool
 
 # The exporters named in config.yaml, by what they reach.
 TRACES_EXPORTER = "otlp_grpc/jaeger"
@@ -172,10 +170,3 @@ class OtelCollector(Server):
         return (
             status == 200 and tcp_accepts(self.otlp_http_port) and tcp_accepts(self.otlp_grpc_port)
         )
-
-
-def otelcol_validate(
-    *configs_: Path, binary: Path | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run ``otelcol validate`` on one config, or several merged in order."""
-    return run_tool([str(binary or build_otelcol()), "validate", *config_args(*configs_)], check)
