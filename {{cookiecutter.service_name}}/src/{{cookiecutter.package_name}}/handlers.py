@@ -12,7 +12,8 @@ import logging
 from . import events
 
 # Each line logged while an event is handled carries its request's trace_id, in the
-# JSON on stdout and in the log store, next to the request's trace in Jaeger.
+# JSON on stdout and in the log store, next to the request's trace in Jaeger. A line per
+# event costs more than this handler's own work: at high rates, log at debug level.
 logger = logging.getLogger(__name__)
 
 
