@@ -24,7 +24,7 @@ from platform_native import build, configs, gobuild, versions
 from platform_native.probes import http_get, tcp_accepts
 from platform_native.processes import HOST, free_ports
 from platform_native.servers.base import Server
-from platform_native.servers.jaeger import Jaeger, config_args
+from platform_native.servers.jaeger import Jaeger, collector_overlay, config_args, endpoint
 
 # The exporters named in config.yaml, by what they reach.
 TRACES_EXPORTER = "otlp_grpc/jaeger"
@@ -133,26 +133,9 @@ class OtelCollector(Server):
 
     def overlay(self) -> dict[str, Any]:
         """The native layer over config.yaml: loopback listeners and backends, nothing else."""
-
-        def endpoint(port: int) -> dict[str, str]:
-            return {"endpoint": f"{HOST}:{port}"}
-
-        prometheus = {"host": HOST, "port": self.metrics_port}
         return {
-            "service": {
-                "telemetry": {
-                    "metrics": {"readers": [{"pull": {"exporter": {"prometheus": prometheus}}}]}
-                }
-            },
+            **collector_overlay(self.otlp_grpc_port, self.otlp_http_port, self.metrics_port),
             "extensions": {"health_check": endpoint(self.health_port)},
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": endpoint(self.otlp_grpc_port),
-                        "http": endpoint(self.otlp_http_port),
-                    }
-                }
-            },
             "exporters": {
                 TRACES_EXPORTER: endpoint(self.jaeger.otlp_grpc_port),
                 LOGS_EXPORTER: {"endpoint": self.logs_endpoint},
