@@ -33,16 +33,20 @@ class Platform:
     consul: servers.Consul
     jaeger: servers.Jaeger
     workdir: Path
+    logs: servers.VictoriaLogs
+    collector: servers.OtelCollector
 
     def service_env(self, **extra: str) -> dict[str, str]:
         """The environment a service gets on this platform."""
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap,
             "CONSUL_HTTP_ADDR": f"http://{self.consul.http_addr}",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": self.jaeger.otlp_http,
+            # Traces and logs go to the collector only; it forwards them to Jaeger and
+            # the log store.
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.collector.otlp_http,
             "OTEL_BSP_SCHEDULE_DELAY": "200",  # export spans quickly in tests
+            "OTEL_BLRP_SCHEDULE_DELAY": "200",  # and log records
             "OTEL_TRACES_SAMPLER": "parentbased_always_on",  # every request, to follow it
-            "OTEL_LOGS_EXPORTER": "none",  # Jaeger takes traces only
             "LOG_FORMAT": "json",
             "CONSUL_CHECK_INTERVAL": "1s",
             "SHUTDOWN_GRACE_SECONDS": "10",
@@ -56,8 +60,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     kafka = servers.Kafka(workdir / "kafka")
     consul = servers.Consul(workdir / "consul")
     jaeger = servers.Jaeger(workdir / "jaeger")
-    with servers.running(kafka, consul, jaeger):
-        yield Platform(kafka, consul, jaeger, workdir)
+    logs = servers.VictoriaLogs(workdir / "victorialogs")
+    collector = servers.OtelCollector(
+        workdir / "otelcol", jaeger=jaeger, logs_endpoint=logs.otlp_endpoint
+    )
+    with servers.running(kafka, consul, jaeger, logs, collector):
+        yield Platform(kafka, consul, jaeger, workdir, logs, collector)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -2,7 +2,8 @@
 
 Runs the script exactly as a user does, with its state in a temporary
 directory, and checks the result in the real Consul, Jaeger and Prometheus it
-started. The services are a copy of services/ in which the team has edited
+started (the request's trace in Jaeger, its logs in VictoriaLogs through the
+collector). The services are a copy of services/ in which the team has edited
 value-architect's handler, as teams do: the platform runs their code as it is.
 The last test brings everything down and checks no process is left.
 """
@@ -29,6 +30,7 @@ from platform_native.services import passing_instances
 
 from . import jaeger
 from .conftest import REPO
+from .telemetry import ANSI, json_line_problems
 
 pytestmark = pytest.mark.infra
 
@@ -137,6 +139,39 @@ def test_a_request_is_one_trace_in_jaeger(env: dict[str, str], request_trace_id:
         f"trace {request_trace_id} with {sorted(wanted)} not in Jaeger; "
         f"found: {jaeger.operations(jaeger.trace(query_url, request_trace_id))}"
     )
+
+
+def test_up_prints_the_collector_and_the_log_store(
+    first_up: subprocess.CompletedProcess[str], env: dict[str, str]
+) -> None:
+    assert f"OTLP (HTTP)  {env['OTEL_EXPORTER_OTLP_ENDPOINT']}" in first_up.stdout
+    assert env["LOGS_QUERY_URL"] in first_up.stdout
+    assert "Logs UI" in first_up.stdout
+
+
+def test_a_requests_logs_are_in_the_log_store(env: dict[str, str], request_trace_id: str) -> None:
+    """The LogsQL query the README shows, against the log store `up` printed."""
+
+    def records() -> list[dict[str, Any]]:
+        query = {"query": f'trace_id:"{request_trace_id}"'}
+        response = httpx.get(env["LOGS_QUERY_URL"], params=query, timeout=10)
+        return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+    found = eventually(lambda: [r for r in records() if r["_msg"].startswith("Handling ")])
+    assert found, f"no handler log of trace {request_trace_id}: {records()}"
+    assert {r["service.name"] for r in found} == {"value-architect"}
+
+
+def test_log_files_are_json_lines_without_colour(state_dir: Path, request_trace_id: str) -> None:
+    """Every line of every service's log file is a JSON record; no log file has colours."""
+    service_logs = sorted((state_dir / "logs").glob("*.log"))
+    assert service_logs
+    problems = [problem for path in service_logs for problem in json_line_problems(path)]
+    assert not problems, "\n".join(problems[:20])
+    server_logs = sorted((state_dir / "infra").glob("*/*.log"))  # each server's own log
+    assert {path.stem for path in server_logs} >= {"otelcol", "victorialogs", "jaeger", "kafka"}
+    coloured = [path.name for path in server_logs if ANSI.search(path.read_text(errors="replace"))]
+    assert not coloured
 
 
 def test_the_teams_edited_handler_is_what_runs(env: dict[str, str], request_trace_id: str) -> None:

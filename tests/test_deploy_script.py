@@ -106,6 +106,11 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
         "jaeger": {"query_url": "http://127.0.0.1:41002", "otlp_http": "http://127.0.0.1:41003"},
         "prometheus": {"url": "http://127.0.0.1:41004"},
         "kafka": {"bootstrap": "127.0.0.1:41005"},
+        "otelcol": {"otlp_http": "http://127.0.0.1:41006"},
+        "victorialogs": {
+            "ui": "http://127.0.0.1:41007/select/vmui/",
+            "query_url": "http://127.0.0.1:41007/select/logsql/query",
+        },
     }
     state = {"servers": {name: {"addresses": a} for name, a in addresses.items()}}
     (tmp_path / "infra").mkdir()
@@ -119,6 +124,9 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
         ("Jaeger UI", "http://127.0.0.1:41002"),
         ("Prometheus", "http://127.0.0.1:41004"),
         ("Kafka", "127.0.0.1:41005"),
+        ("OTLP (HTTP)", "http://127.0.0.1:41006"),
+        ("Logs UI", "http://127.0.0.1:41007/select/vmui/"),
+        ("Logs query", "http://127.0.0.1:41007/select/logsql/query"),
         ("value-architect", "http://127.0.0.1:8011"),
     ]:
         assert re.search(rf"^  {re.escape(label)} +{re.escape(address)}", printed, re.M), label
@@ -127,8 +135,8 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     assert deploy_step([*services, "addresses", "--state-dir", str(tmp_path), "--docker"]) == 0
     printed = capsys.readouterr().out
-    for label in ("Kong proxy", "Grafana", "Consul UI", "Jaeger UI", "Prometheus", "Kafka UI"):
-        assert re.search(rf"^  {label} +http://127\.0\.0\.1:\d+", printed, re.M), label
+    for label in ("Kong proxy", "Grafana", "Consul UI", "Jaeger UI", "Loki", "OTLP (HTTP)"):
+        assert re.search(rf"^  {re.escape(label)} +http://127\.0\.0\.1:\d+", printed, re.M), label
 
 
 def test_heartbeat_speaks_while_a_slow_command_runs(tmp_path: Path) -> None:

@@ -4,9 +4,10 @@ No container is started. The compose file is checked against the Compose
 Specification's JSON schema and the platform's rules (pinned images,
 healthchecks, loopback-only ports, non-root users, no secrets). Each mounted
 configuration file is checked by its own tool (promtool, consul validate,
-deck, jaeger validate), and a check whose tool lacks the subcommand fails; those
-tools are built from source by infrastructure/native/platform_native/servers,
-so the tests that need them are marked `infra`. Consul's config is also
+deck, jaeger validate, otelcol validate), and a check whose tool lacks the
+subcommand fails; those tools are built from source by
+infrastructure/native/platform_native/servers, so the tests that need them
+are marked `infra`. Consul's config is also
 validated and run in network namespaces shaped like a host with Docker
 bridges and like its Compose container.
 """
@@ -38,6 +39,7 @@ COMPOSE_SCHEMA = (
 INFRA = REPO / "infrastructure"
 CONSUL_DIR = INFRA / "consul"
 JAEGER_CONFIG = INFRA / "jaeger" / "config.yaml"
+OTELCOL_CONFIG = INFRA / "otel-collector" / "config.yaml"
 KONG_BASE = INFRA / "kong" / "kong.yml"
 PROMETHEUS_CONFIG = INFRA / "prometheus" / "prometheus.yml"
 GRAFANA = INFRA / "grafana"
@@ -56,6 +58,8 @@ CONFIG_FILES = [
     CONSUL_DIR / "consul.hcl",
     CONSUL_ACL,
     JAEGER_CONFIG,
+    OTELCOL_CONFIG,
+    INFRA / "loki" / "config.yaml",
     KONG_BASE,
     PROMETHEUS_CONFIG,
     DATASOURCES,
@@ -72,8 +76,13 @@ EXPECTED_SERVICES = {
     "grafana",
     "kafka-ui",
     "kafka-exporter",
+    "otel-collector",
+    "loki",
 }
-STATE_VOLUMES = {"kafka-data", "consul-data", "prometheus-data", "grafana-data"}
+STATE_VOLUMES = {"kafka-data", "consul-data", "prometheus-data", "grafana-data", "loki-data"}
+# FROM-scratch images: no shell or HTTP client inside to probe with, so Docker
+# cannot check them and nothing may wait for them to be healthy.
+NO_HEALTHCHECK = {"otel-collector"}
 TOOL_TIMEOUT = 120  # seconds for one run of an already built tool
 
 
@@ -222,6 +231,10 @@ def test_every_service_has_a_healthcheck(services: dict[str, Any]) -> None:
     for name, service in services.items():
         check = service.get("healthcheck") or {}
         test = check.get("test")
+        if name in NO_HEALTHCHECK:
+            if check != {"disable": True}:
+                problems.append(f"{name}: cannot be probed; say so with `disable: true`")
+            continue
         if check.get("disable") or not test or test in (["NONE"], "NONE"):
             problems.append(f"{name}: no healthcheck test")
         elif isinstance(test, list) and test[0] not in ("CMD", "CMD-SHELL"):
@@ -244,6 +257,8 @@ def test_dependencies_wait_until_healthy(services: dict[str, Any]) -> None:
         for dependency, options in depends_on.items():
             if dependency not in services:
                 problems.append(f"{name}: depends on unknown service {dependency}")
+            elif dependency in NO_HEALTHCHECK:
+                problems.append(f"{name}: waits for {dependency}, which is never healthy")
             elif (options or {}).get("condition") != "service_healthy":
                 problems.append(
                     f"{name}: depends_on {dependency} without condition service_healthy"
@@ -746,6 +761,11 @@ def jaeger(native_servers: Any) -> Path:
     return Path(native_servers.build_jaeger())
 
 
+@pytest.fixture(scope="module")
+def otelcol(native_servers: Any) -> Path:
+    return Path(native_servers.build_otelcol())
+
+
 def check(
     tool: Path, subcommand: Sequence[str], *args: str | Path, prefix: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:
@@ -855,6 +875,17 @@ def test_deck_merges_the_base_with_a_service_snippet(deck: Path, tmp_path: Path)
 @pytest.mark.infra
 def test_jaeger_validates_its_config(jaeger: Path) -> None:
     check(jaeger, ["validate"], "--config", f"file:{JAEGER_CONFIG}")
+
+
+@pytest.mark.infra
+def test_otelcol_validates_its_config(otelcol: Path, tmp_path: Path) -> None:
+    """The collector built from infrastructure/otel-collector/builder.yaml (the same
+    components as Compose's contrib image) accepts the shipped config, and rejects a typo."""
+    check(otelcol, ["validate"], "--config", f"file:{OTELCOL_CONFIG}")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(OTELCOL_CONFIG.read_text().replace("send_batch_size:", "send_batch_sise:"))
+    rejected = run([otelcol, "validate", "--config", f"file:{typo}"])
+    assert rejected.returncode != 0 and "send_batch_sise" in rejected.stderr
 
 
 def test_a_tool_without_the_subcommand_fails_the_check(tmp_path: Path) -> None:

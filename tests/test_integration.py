@@ -36,6 +36,7 @@ from . import jaeger
 from .conftest import REPO, Platform
 from .jaeger import get_json
 from .rendering import render, wheelhouse
+from .telemetry import eventually
 
 pytestmark = pytest.mark.infra
 
@@ -46,16 +47,6 @@ AUDITOR = {
     "consumes_topic": "value-model.created",
     "produces_topic": "value-model.audited",
 }
-
-
-def eventually(check: Any, timeout: float = 30.0, interval: float = 0.5) -> Any:
-    """Call `check` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +174,7 @@ def test_prometheus_scrapes_both_through_consul(
             return {r["metric"]["service"]: float(r["value"][1]) for r in results}
 
         counts = eventually(lambda: (found := received()) and len(found) == 2 and found, 30)
+        assert counts, "Prometheus has no consumed-message counts of both services"
         assert counts["value-architect"] >= 1
         assert counts["value-auditor"] >= 1
 

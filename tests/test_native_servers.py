@@ -417,15 +417,25 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((state_dir / "state.json").read_text())
         pids = [int(s["pgid"]) for s in state["servers"].values()]
-        assert set(state["servers"]) == {"consul", "jaeger", "kafka", "prometheus"}
+        names = {"consul", "jaeger", "victorialogs", "otelcol", "kafka", "prometheus"}
+        assert set(state["servers"]) == names
         assert "topics: alpha, beta" in up.stdout
         # A line per step with its time, then every address.
-        for name in ("consul", "jaeger", "kafka", "prometheus"):
+        for name in names:
             assert f"==> starting {name} " in up.stdout
             assert re.search(rf"^    {name} ready in [0-9.]+s \(pid \d+", up.stdout, re.M)
         consul_ui = state["servers"]["consul"]["addresses"]["ui"]
-        for line in (f"Consul UI    {consul_ui}", "Jaeger UI    http://127.0.0.1:"):
+        logs_ui = state["servers"]["victorialogs"]["addresses"]["ui"]
+        otlp = state["servers"]["otelcol"]["addresses"]["otlp_http"]
+        for line in (
+            f"Consul UI    {consul_ui}",
+            "Jaeger UI    http://127.0.0.1:",
+            f"OTLP (HTTP)  {otlp}",
+            f"Logs UI      {logs_ui}",
+        ):
             assert line in up.stdout
+        # Services get the collector, never Jaeger, as their OTLP endpoint.
+        assert state["env"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == otlp
 
         # The daemons outlived the `up` process.
         assert all(pid_alive(pid) for pid in pids)

@@ -81,3 +81,29 @@ def test_records_also_go_to_the_collector_unless_told_not_to() -> None:
         logs.shutdown(sent)
     assert logs.configure(test_settings(Settings), io.StringIO()) is None
     assert len(logging.getLogger().handlers) == 1
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_otlp_handlers_own_warnings_are_json_lines_too(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Collector unreachable: the bounded queue overflows, and the SDK's "Queue full"
+    warning, logged while a record is emitted, makes OpenTelemetry's handler report the
+    recursion on its own stderr logger. That line is JSON on our stream, not text."""
+    stream = io.StringIO()
+    unreachable = "http://127.0.0.1:1"  # refused at once; the exporter backs off
+    settings = test_settings(
+        Settings, otel_logs_exporter="otlp", otel_exporter_otlp_endpoint=unreachable
+    )
+    sent = logs.configure(settings, stream)
+    try:
+        for number in range(3 * logs.MAX_QUEUED_LOGS):
+            logging.getLogger("example").info("record %d", number)
+    finally:
+        logs.shutdown(sent)
+
+    assert capfd.readouterr().err == "", "a plain-text line went to stderr"
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    internal = [r for r in records if r["logger"].endswith("logging.handler.internal")]
+    assert internal, "the queue never overflowed"
+    assert "recursive logging" in internal[0]["event"]

@@ -28,13 +28,14 @@ def services_compose(services_dir: Path) -> dict[str, Any]:
             "environment": {
                 "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
                 "CONSUL_HTTP_ADDR": "http://consul:8500",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318",
+                # Traces and logs go to the collector only (it forwards them).
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318",
                 "HTTP_PORT": str(info.http_port),
             },
             "ports": [f"127.0.0.1:{info.http_port}:{info.http_port}"],
-            "depends_on": {
-                name: {"condition": "service_healthy"} for name in ("kafka", "consul", "jaeger")
-            },
+            # Not on the collector: telemetry never holds a service back (its
+            # exports wait in a bounded queue, or are dropped, until it is up).
+            "depends_on": {name: {"condition": "service_healthy"} for name in ("kafka", "consul")},
             "deploy": {"resources": {"limits": {"memory": "512m"}}},
             "logging": {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}},
             "networks": ["platform"],

@@ -20,11 +20,11 @@ from platform_native.services import ServiceProcess, install
 
 SERVICES_FILE = "services.json"
 WHEELS = REPO / ".wheels"  # the chassis built from chassis/ (`make wheels`)
-# On the local platform every request is traced (a production service samples a tenth),
-# and the logs stay in the services' log files: natively there is no log store yet.
+# On the local platform every request is traced (a production service samples a tenth).
+# Logs are JSON lines in the services' log files and, through the collector, in the
+# log store (the infrastructure's env points OTLP at the collector).
 LOCAL_SERVICE_ENV = {
     "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-    "OTEL_LOGS_EXPORTER": "none",
     "LOG_FORMAT": "json",
 }
 

@@ -112,6 +112,10 @@ def configure(settings: ServiceSettings, stream: Any = sys.stdout) -> LoggerProv
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream"):
         logging.getLogger(name).handlers = []  # theirs had colours; ours are above
         logging.getLogger(name).propagate = True
+    # OpenTelemetry's handler reports its own trouble (a record logged while it emits one,
+    # e.g. the SDK's "Queue full" while the collector is down) on a logger that does not
+    # propagate and writes plain text to stderr; it gets our console handler instead.
+    logging.getLogger(f"{LoggingHandler.__module__}.internal").handlers = [console]
     return provider
 
 

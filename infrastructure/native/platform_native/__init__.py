@@ -1,14 +1,16 @@
 """Run the platform's real servers natively, without Docker.
 
-Kafka, Consul, Jaeger v2 and Prometheus (plus the decK CLI) are built from
-the package registries at pinned versions (versions.py) into a cache outside
-the repository (~/.cache/event-platform) and started on 127.0.0.1 with free
-ports, from the same config files Compose mounts (configs.py).
+Kafka, Consul, Jaeger v2, Prometheus, the OpenTelemetry Collector and
+VictoriaLogs (plus the decK CLI) are built from the package registries at
+pinned versions (versions.py) into a cache outside the repository
+(~/.cache/event-platform) and started on 127.0.0.1 with free ports, from the
+same config files Compose mounts (configs.py).
 
 What it needs: Python 3.11+ and only its standard library (it runs before any
 virtualenv exists); Java 17+ and Maven for Kafka; Go 1.26+ (Prometheus 3.15
 needs it; GOTOOLCHAIN=local, so no other toolchain is fetched) for Consul,
-Jaeger, Prometheus and decK. Nothing else is downloaded::
+Jaeger, Prometheus, decK, the collector and VictoriaLogs. Nothing else is
+downloaded::
 
     PYTHONPATH=infrastructure/native python3 -m platform_native build
     PYTHONPATH=infrastructure/native python3 -m platform_native up --state-dir .platform/infra
@@ -27,10 +29,12 @@ from platform_native.servers import (
     Consul,
     Jaeger,
     Kafka,
+    OtelCollector,
     Prometheus,
     Server,
     ServerError,
     ToolError,
+    VictoriaLogs,
     deck_file_validate,
     free_ports,
     kill_registered,
@@ -48,10 +52,12 @@ __all__ = [
     "Consul",
     "Jaeger",
     "Kafka",
+    "OtelCollector",
     "Prometheus",
     "Server",
     "ServerError",
     "ToolError",
+    "VictoriaLogs",
     "cache_dir",
     "deck_file_validate",
     "free_ports",

@@ -28,7 +28,16 @@ from typing import Any
 from platform_native import progress, tls, versions
 from platform_native.build import BuildError
 from platform_native.processes import ProcessError, group_members, pid_alive, stop_process_group
-from platform_native.servers import BUILDS, Consul, Jaeger, Kafka, Prometheus, Server
+from platform_native.servers import (
+    BUILDS,
+    Consul,
+    Jaeger,
+    Kafka,
+    OtelCollector,
+    Prometheus,
+    Server,
+    VictoriaLogs,
+)
 from platform_native.servers.base import ServerError
 from platform_native.tools import ToolError
 
@@ -36,15 +45,25 @@ STATE_FILE = "state.json"
 
 
 def client_env(
-    kafka: Kafka, consul: Consul, jaeger: Jaeger, prometheus: Prometheus
+    kafka: Kafka,
+    consul: Consul,
+    jaeger: Jaeger,
+    prometheus: Prometheus,
+    collector: OtelCollector,
+    logs: VictoriaLogs,
 ) -> dict[str, str]:
-    """Environment variables a service needs to talk to the native platform."""
+    """Environment variables a service needs to talk to the native platform.
+
+    Services send traces and logs to the collector only; the query URLs are
+    for people and tests reading them back.
+    """
     return {
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "CONSUL_HTTP_ADDR": consul.http_addr,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_http,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "JAEGER_QUERY_URL": jaeger.query_url,
+        "LOGS_QUERY_URL": logs.query_url,
         "PROMETHEUS_URL": prometheus.url,
     }
 
@@ -138,14 +157,16 @@ def print_addresses(state: dict[str, Any]) -> None:
         ("Jaeger UI", servers["jaeger"]["addresses"]["query_url"]),
         ("Prometheus", servers["prometheus"]["addresses"]["url"]),
         ("Kafka", servers["kafka"]["addresses"]["bootstrap"]),
-        ("OTLP (HTTP)", servers["jaeger"]["addresses"]["otlp_http"]),
+        ("OTLP (HTTP)", servers["otelcol"]["addresses"]["otlp_http"]),
+        ("Logs UI", servers["victorialogs"]["addresses"]["ui"]),
+        ("Logs query", servers["victorialogs"]["addresses"]["query_url"]),
     ]
     for label, address in rows:
         progress.say(f"    {label:<12} {address}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Start all four servers as detached daemons and record them in state.json."""
+    """Start every server as a detached daemon and record them in state.json."""
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     previous = _read_state(state_dir)
@@ -162,16 +183,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     for build in BUILDS.values():  # at once when cached; a cold build reports itself
         build()
     # Every `up` starts from empty data directories.
-    for name in ("consul", "jaeger", "kafka", "prometheus"):
+    for name in ("consul", "jaeger", "victorialogs", "otelcol", "kafka", "prometheus"):
         shutil.rmtree(state_dir / name, ignore_errors=True)
     consul = Consul(state_dir / "consul", detach=True)
     jaeger = Jaeger(state_dir / "jaeger", detach=True)
+    logs = VictoriaLogs(state_dir / "victorialogs", detach=True)
+    collector = OtelCollector(
+        state_dir / "otelcol", jaeger=jaeger, logs_endpoint=logs.otlp_endpoint, detach=True
+    )
     kafka = Kafka(state_dir / "kafka", detach=True)
     prometheus = Prometheus(state_dir / "prometheus", peers=[consul, jaeger, kafka], detach=True)
 
     started: list[Server] = []
     try:
-        order: tuple[Server, ...] = (consul, jaeger, kafka, prometheus)
+        order: tuple[Server, ...] = (consul, jaeger, logs, collector, kafka, prometheus)
         for server in order:
             _start(server)
             started.append(server)
@@ -189,7 +214,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions.pinned_versions(),
         "servers": {s.name: s.state() for s in started},
-        "env": client_env(kafka, consul, jaeger, prometheus),
+        "env": client_env(kafka, consul, jaeger, prometheus, collector, logs),
     }
     _write_state(state_dir, state)
     progress.say(f"==> all servers ready in {progress.elapsed(time.monotonic() - began)}")

@@ -15,6 +15,11 @@ configuration, never through a second copy of the config:
 * Jaeger: ``--config=file:infrastructure/jaeger/config.yaml
   --config=file:<workdir>/native.json``; the collector merges configs in
   order (maps joined, lists replaced).
+* The OpenTelemetry Collector: the same two ``--config`` files as Jaeger
+  (infrastructure/otel-collector/config.yaml, then ``native.json``). Its log
+  exporter's endpoint is the log store's address: Loki's ``/otlp`` in
+  Compose, VictoriaLogs' ``/insert/opentelemetry`` natively (Loki is AGPL and
+  never built here, see versions.py).
 * Prometheus has no second layer, so it runs a copy of
   infrastructure/prometheus/prometheus.yml in which each Compose address
   (``consul:8500``) is replaced by the native server's loopback address. A
@@ -39,11 +44,13 @@ CONSUL_CONFIG = INFRASTRUCTURE / "consul" / "consul.hcl"
 CONSUL_ACL_CONFIG = INFRASTRUCTURE / "consul" / "secure" / "acl.hcl"  # Consul(acl=True)
 JAEGER_CONFIG = INFRASTRUCTURE / "jaeger" / "config.yaml"
 PROMETHEUS_CONFIG = INFRASTRUCTURE / "prometheus" / "prometheus.yml"
+OTELCOL_CONFIG = INFRASTRUCTURE / "otel-collector" / "config.yaml"
+OTELCOL_BUILDER = INFRASTRUCTURE / "otel-collector" / "builder.yaml"  # ocb's manifest
 
 # The only leaf settings an overlay may hold: addresses, ports, paths.
 OVERLAY_KEYS = frozenset(
     {
-        # Jaeger (OpenTelemetry Collector) endpoints.
+        # Jaeger and the OpenTelemetry Collector: endpoints.
         "endpoint",
         "host",
         "port",

@@ -44,6 +44,19 @@ PROMETHEUS_VERSION = "3.15.0"
 PROMETHEUS_MODULE_VERSION = "0.315.0"
 PROMETHEUS_BUILD_TAGS = "remove_all_sd,enable_consul_sd,enable_dns_sd"
 
+# The OpenTelemetry Collector, compiled by the Collector Builder (ocb) from the
+# components in infrastructure/otel-collector/builder.yaml (core v0.165.0, whose
+# stable modules are v1.71.0; the contrib health_check extension at v0.165.1).
+# Compose runs the contrib image of the same release.
+OTELCOL_VERSION = "0.165.0"
+OCB_MODULE = "go.opentelemetry.io/collector/cmd/builder"
+
+# VictoriaLogs, the native log store (Apache-2.0; Loki's Go module is AGPL, so
+# it is never built here: Compose runs Loki's image instead). Takes OTLP logs
+# from the collector and answers LogsQL queries.
+VICTORIALOGS_VERSION = "1.52.1"
+VICTORIALOGS_MODULE = "github.com/VictoriaMetrics/VictoriaLogs"
+
 # Go modules the binaries are built from.
 CONSUL_MODULE = "github.com/hashicorp/consul"
 JAEGER_MODULE = "github.com/jaegertracing/jaeger"
@@ -72,4 +85,6 @@ def pinned_versions() -> dict[str, str]:
         "jaeger": JAEGER_VERSION,
         "deck": DECK_VERSION,
         "prometheus": PROMETHEUS_VERSION,
+        "otelcol": OTELCOL_VERSION,
+        "victorialogs": VICTORIALOGS_VERSION,
     }

@@ -5,6 +5,8 @@
     jaeger.py      Jaeger v2, from infrastructure/jaeger/config.yaml
     prometheus.py  Prometheus, from infrastructure/prometheus/prometheus.yml
     deck.py        decK, the offline checker of Kong's configuration
+    otel_collector.py  the OpenTelemetry Collector (ocb), from infrastructure/otel-collector/
+    victorialogs.py    VictoriaLogs, the native log store
 
 Each module holds its build recipe (cached by platform_native.build) and its
 server class: build, configure, start, health, stop.
@@ -29,11 +31,13 @@ from platform_native.servers.consul import Consul, build_consul
 from platform_native.servers.deck import build_deck, deck_file_validate, run_deck
 from platform_native.servers.jaeger import Jaeger, build_jaeger
 from platform_native.servers.kafka import Kafka, build_kafka
+from platform_native.servers.otel_collector import OtelCollector, build_otelcol
 from platform_native.servers.prometheus import (
     Prometheus,
     build_prometheus,
     promtool_check_config,
 )
+from platform_native.servers.victorialogs import VictoriaLogs, build_victorialogs
 from platform_native.tools import ToolError
 
 # Everything a cold start builds, in the order `platform_native build` runs it.
@@ -43,6 +47,8 @@ BUILDS: dict[str, Callable[[], Path]] = {
     "jaeger": build_jaeger,
     "prometheus": build_prometheus,
     "deck": build_deck,
+    "otelcol": build_otelcol,
+    "victorialogs": build_victorialogs,
 }
 
 __all__ = [
@@ -51,11 +57,13 @@ __all__ = [
     "Consul",
     "Jaeger",
     "Kafka",
+    "OtelCollector",
     "ProcessError",
     "Prometheus",
     "Server",
     "ServerError",
     "ToolError",
+    "VictoriaLogs",
     "deck_file_validate",
     "free_ports",
     "group_members",

@@ -37,6 +37,31 @@ def config_args(*paths: Path) -> list[str]:
     return [f"--config=file:{path}" for path in paths]
 
 
+def endpoint(port: int) -> dict[str, str]:
+    """A collector listener on loopback, as its config writes it."""
+    return {"endpoint": f"{HOST}:{port}"}
+
+
+def collector_overlay(
+    otlp_grpc_port: int, otlp_http_port: int, metrics_port: int
+) -> dict[str, Any]:
+    """What every OpenTelemetry Collector distribution here (Jaeger v2, otelcol) listens on
+    natively: OTLP in, and its own metrics for Prometheus, on loopback."""
+    prometheus = {"host": HOST, "port": metrics_port}
+    return {
+        "service": {
+            "telemetry": {
+                "metrics": {"readers": [{"pull": {"exporter": {"prometheus": prometheus}}}]}
+            }
+        },
+        "receivers": {
+            "otlp": {
+                "protocols": {"grpc": endpoint(otlp_grpc_port), "http": endpoint(otlp_http_port)}
+            }
+        },
+    }
+
+
 class Jaeger(Server):
     """Jaeger v2 with OTLP in and memory storage, from the shipped configuration."""
 
@@ -126,31 +151,14 @@ class Jaeger(Server):
 
     def overlay(self) -> dict[str, Any]:
         """The native layer over config.yaml: every endpoint on loopback, free ports."""
-
-        def endpoint(port: int) -> dict[str, str]:
-            return {"endpoint": f"{HOST}:{port}"}
-
-        prometheus = {"host": HOST, "port": self.metrics_port}
         return {
-            "service": {
-                "telemetry": {
-                    "metrics": {"readers": [{"pull": {"exporter": {"prometheus": prometheus}}}]}
-                }
-            },
+            **collector_overlay(self.otlp_grpc_port, self.otlp_http_port, self.metrics_port),
             "extensions": {
                 "healthcheckv2": {"http": endpoint(self.health_port)},
                 "jaeger_query": {
                     "http": endpoint(self.query_http_port),
                     "grpc": endpoint(self.query_grpc_port),
                 },
-            },
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": endpoint(self.otlp_grpc_port),
-                        "http": endpoint(self.otlp_http_port),
-                    }
-                }
             },
         }
 
