@@ -116,7 +116,6 @@ class Bench:
             "CONSUL_HTTP_ADDR": self.consul.http_url,
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.jaeger.otlp_http,
             "OTEL_LOGS_EXPORTER": "none",  # Jaeger takes traces only
-            "LOG_LEVEL": "WARNING",
             **extra,
         }
 

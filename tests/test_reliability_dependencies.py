@@ -435,7 +435,7 @@ def test_jaeger_down_fails_nothing_and_memory_stays_flat(
     try:
         ready = wait_for(status_is(f"{process.url}/health/ready", 200), 90)
         assert ready is not None, process.log_tail()
-        figures = jaeger_load(platform, process, warmup=300, load=2000)
+        figures = jaeger_load(platform, process, warmup=500, load=4000)
     finally:
         process.kill()
     # The exporter's errors show the collector really was unreachable.
@@ -468,7 +468,7 @@ def test_jaeger_hung_fails_nothing_and_memory_stays_flat(
         try:
             ready = wait_for(status_is(f"{process.url}/health/ready", 200), 90)
             assert ready is not None, process.log_tail()
-            figures = jaeger_load(platform, process, warmup=300, load=1200)
+            figures = jaeger_load(platform, process, warmup=500, load=4000)
         finally:
             process.kill()
             os.killpg(jaeger.pid, signal.SIGCONT)

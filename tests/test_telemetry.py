@@ -106,7 +106,7 @@ def chain(
             started[info.name] = ServiceProcess(
                 info,
                 install(info.directory, wheels=wheelhouse()),
-                platform.service_env(),
+                platform.service_env(LOG_LEVELS=f"{info.package}=DEBUG"),  # handlers' lines
                 root / "logs" / f"{info.name}.log",
             ).start()
         for name, process in started.items():

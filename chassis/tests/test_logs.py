@@ -107,3 +107,22 @@ def test_the_otlp_handlers_own_warnings_are_json_lines_too(
     internal = [r for r in records if r["logger"].endswith("logging.handler.internal")]
     assert internal, "the queue never overflowed"
     assert "recursive logging" in internal[0]["event"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_one_logger_can_say_more_than_the_rest() -> None:
+    stream = io.StringIO()
+    settings = test_settings(Settings, log_level="WARNING", log_levels="example.handlers=DEBUG")
+    logs.configure(settings, stream)
+    try:
+        logging.getLogger("example.handlers").debug("handled one")
+        logging.getLogger("some.library").info("quiet")
+    finally:
+        logging.getLogger("example.handlers").setLevel(logging.NOTSET)
+
+    assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == ["handled one"]
+
+
+def test_a_malformed_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="logger=LEVEL"):
+        test_settings(Settings, log_levels="example.handlers:LOUD")

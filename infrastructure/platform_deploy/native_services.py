@@ -79,6 +79,7 @@ def start(services_dir: Path, state_dir: Path) -> int:
             **infra["env"],
             "CONSUL_HTTP_ADDR": f"http://{infra['env']['CONSUL_HTTP_ADDR']}",
             **LOCAL_SERVICE_ENV,
+            "LOG_LEVELS": f"{info.package}=DEBUG",  # the team's own lines, not the libraries'
         }
         log_path = state_dir / "logs" / f"{info.name}.log"
         process = ServiceProcess(info, script, env, log_path, info.http_port).start()

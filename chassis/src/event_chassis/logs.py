@@ -109,6 +109,8 @@ def configure(settings: ServiceSettings, stream: Any = sys.stdout) -> LoggerProv
     root = logging.getLogger()
     root.handlers = handlers
     root.setLevel(settings.log_level)
+    for name, level in settings.logger_levels.items():
+        logging.getLogger(name).setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream"):
         logging.getLogger(name).handlers = []  # theirs had colours; ours are above
         logging.getLogger(name).propagate = True

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Exporter = Literal["otlp", "console", "none"]
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _default_instance_id() -> str:
@@ -33,6 +34,8 @@ class ServiceSettings(BaseSettings):
     service_owner: str = ""
     service_instance_id: str = Field(default_factory=_default_instance_id)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Levels of single loggers over LOG_LEVEL: "value_architect=DEBUG,aiokafka=WARNING".
+    log_levels: str = ""
     # JSON lines, or a readable format for people; "auto" picks readable on a terminal.
     log_format: Literal["json", "console", "auto"] = "auto"
 
@@ -105,6 +108,21 @@ class ServiceSettings(BaseSettings):
         if value <= 0:
             raise ValueError("must be greater than 0")
         return value
+
+    @field_validator("log_levels")
+    @classmethod
+    def _levels(cls, levels: str) -> str:
+        for entry in filter(None, levels.split(",")):
+            name, _, level = entry.partition("=")
+            if not name.strip() or level.strip().upper() not in LEVELS:
+                raise ValueError(f"{entry!r} is not logger=LEVEL (LEVEL one of {LEVELS})")
+        return levels
+
+    @property
+    def logger_levels(self) -> dict[str, str]:
+        """LOG_LEVELS as {logger: LEVEL}."""
+        entries = (entry.partition("=") for entry in self.log_levels.split(",") if entry)
+        return {name.strip(): level.strip().upper() for name, _, level in entries}
 
     @field_validator("http_port")
     @classmethod

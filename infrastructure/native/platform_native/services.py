@@ -32,19 +32,22 @@ class ServiceInfo:
     partitions: int
     http_port: int
     kong_snippet: Path | None
+    package: str  # its Python package, from its console script ("pkg.__main__:main")
 
     @classmethod
     def read(cls, directory: Path) -> ServiceInfo:
         project = tomllib.loads((directory / "pyproject.toml").read_text())
         platform = project["tool"]["event-platform"]
         snippet = platform.get("kong_snippet")
+        name = project["project"]["name"]
         return cls(
             directory=directory.resolve(),
-            name=project["project"]["name"],
+            name=name,
             topics=tuple(platform["topics"]),
             partitions=int(platform["partitions"]),
             http_port=int(platform["http_port"]),
             kong_snippet=directory.resolve() / snippet if snippet else None,
+            package=project["project"]["scripts"][name].split(".")[0],
         )
 
 
