@@ -106,6 +106,8 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
         "jaeger": {"query_url": "http://127.0.0.1:41002", "otlp_http": "http://127.0.0.1:41003"},
         "prometheus": {"url": "http://127.0.0.1:41004"},
         "kafka": {"bootstrap": "127.0.0.1:41005"},
+        "alertmanager": {"url": "http://127.0.0.1:41006"},
+        "alert-log": {"file": "/state/infra/alert-log/alerts.jsonl"},
     }
     state = {"servers": {name: {"addresses": a} for name, a in addresses.items()}}
     (tmp_path / "infra").mkdir()
@@ -119,6 +121,8 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
         ("Jaeger UI", "http://127.0.0.1:41002"),
         ("Prometheus", "http://127.0.0.1:41004"),
         ("Kafka", "127.0.0.1:41005"),
+        ("Alertmanager", "http://127.0.0.1:41006"),
+        ("Alert log", "/state/infra/alert-log/alerts.jsonl"),
         ("value-architect", "http://127.0.0.1:8011"),
     ]:
         assert re.search(rf"^  {re.escape(label)} +{re.escape(address)}", printed, re.M), label
@@ -127,7 +131,8 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     assert deploy_step([*services, "addresses", "--state-dir", str(tmp_path), "--docker"]) == 0
     printed = capsys.readouterr().out
-    for label in ("Kong proxy", "Grafana", "Consul UI", "Jaeger UI", "Prometheus", "Kafka UI"):
+    labels = ("Kong proxy", "Grafana", "Consul UI", "Jaeger UI", "Prometheus", "Alertmanager")
+    for label in (*labels, "Kafka UI"):
         assert re.search(rf"^  {label} +http://127\.0\.0\.1:\d+", printed, re.M), label
 
 

@@ -47,6 +47,8 @@ DASHBOARDS = GRAFANA / "dashboards"
 ENV_EXAMPLE = REPO / ".env.example"
 SECURE_COMPOSE_FILE = REPO / "docker-compose.secure.yml"
 CONSUL_ACL = CONSUL_DIR / "secure" / "acl.hcl"
+ALERTMANAGER_CONFIG = INFRA / "alertmanager" / "alertmanager.yml"
+PROMETHEUS_RULES = INFRA / "prometheus" / "rules"
 
 # The committed configuration of the platform (the generated Kong file and the
 # native build module are not configuration).
@@ -58,6 +60,8 @@ CONFIG_FILES = [
     JAEGER_CONFIG,
     KONG_BASE,
     PROMETHEUS_CONFIG,
+    *sorted(PROMETHEUS_RULES.glob("*.yml")),
+    ALERTMANAGER_CONFIG,
     DATASOURCES,
     DASHBOARD_PROVIDERS,
     *sorted(DASHBOARDS.glob("*.json")),
@@ -72,8 +76,17 @@ EXPECTED_SERVICES = {
     "grafana",
     "kafka-ui",
     "kafka-exporter",
+    "alertmanager",
+    "alert-log",
 }
-STATE_VOLUMES = {"kafka-data", "consul-data", "prometheus-data", "grafana-data"}
+STATE_VOLUMES = {
+    "kafka-data",
+    "consul-data",
+    "prometheus-data",
+    "grafana-data",
+    "alertmanager-data",
+    "alert-log-data",
+}
 TOOL_TIMEOUT = 120  # seconds for one run of an already built tool
 
 

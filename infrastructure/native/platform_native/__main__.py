@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from platform_native import progress, tls, versions
+from platform_native import alert_rules, progress, tls, versions
 from platform_native.build import BuildError
 from platform_native.processes import ProcessError, group_members, pid_alive, stop_process_group
 from platform_native.servers import BUILDS, Consul, Jaeger, Kafka, Prometheus, Server
+from platform_native.servers.alerting import Alerting
 from platform_native.servers.base import ServerError
 from platform_native.tools import ToolError
 
@@ -137,6 +138,8 @@ def print_addresses(state: dict[str, Any]) -> None:
         ("Consul UI", servers["consul"]["addresses"]["ui"]),
         ("Jaeger UI", servers["jaeger"]["addresses"]["query_url"]),
         ("Prometheus", servers["prometheus"]["addresses"]["url"]),
+        ("Alertmanager", servers["alertmanager"]["addresses"]["url"]),
+        ("Alert log", servers["alert-log"]["addresses"]["file"]),
         ("Kafka", servers["kafka"]["addresses"]["bootstrap"]),
         ("OTLP (HTTP)", servers["jaeger"]["addresses"]["otlp_http"]),
     ]
@@ -162,16 +165,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     for build in BUILDS.values():  # at once when cached; a cold build reports itself
         build()
     # Every `up` starts from empty data directories.
-    for name in ("consul", "jaeger", "kafka", "prometheus"):
+    for name in ("consul", "jaeger", "kafka", "prometheus", *Alerting.NAMES):
         shutil.rmtree(state_dir / name, ignore_errors=True)
     consul = Consul(state_dir / "consul", detach=True)
     jaeger = Jaeger(state_dir / "jaeger", detach=True)
     kafka = Kafka(state_dir / "kafka", detach=True)
-    prometheus = Prometheus(state_dir / "prometheus", peers=[consul, jaeger, kafka], detach=True)
+    alerting = Alerting.create(state_dir, kafka, detach=True)
+    prometheus = Prometheus(
+        state_dir / "prometheus", peers=[consul, jaeger, kafka, *alerting], detach=True
+    )
 
     started: list[Server] = []
     try:
-        order: tuple[Server, ...] = (consul, jaeger, kafka, prometheus)
+        order: tuple[Server, ...] = (consul, jaeger, kafka, *alerting, prometheus)
         for server in order:
             _start(server)
             started.append(server)
@@ -189,7 +195,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions.pinned_versions(),
         "servers": {s.name: s.state() for s in started},
-        "env": client_env(kafka, consul, jaeger, prometheus),
+        "env": {**client_env(kafka, consul, jaeger, prometheus), **alerting.env()},
     }
     _write_state(state_dir, state)
     progress.say(f"==> all servers ready in {progress.elapsed(time.monotonic() - began)}")
@@ -239,6 +245,12 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alert_rules(_args: argparse.Namespace) -> int:
+    """Render infrastructure/prometheus/rules/alerts.yml from the thresholds."""
+    progress.say(f"    wrote {alert_rules.write()}")
+    return 0
+
+
 def cmd_tls(args: argparse.Namespace) -> int:
     """Make a throwaway CA and a keystore for a TLS server on localhost/127.0.0.1."""
     certificate = tls.make_server_certificate(Path(args.out).resolve(), args.name)
@@ -271,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     env.add_argument("--state-dir", required=True)
     env.add_argument("name")
     env.set_defaults(func=cmd_env)
+
+    rules = commands.add_parser("alert-rules", help=cmd_alert_rules.__doc__)
+    rules.set_defaults(func=cmd_alert_rules)
 
     make_tls = commands.add_parser("tls", help=cmd_tls.__doc__)
     make_tls.add_argument("--out", required=True, help="directory, e.g. .secrets/kafka")

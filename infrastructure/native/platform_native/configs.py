@@ -39,6 +39,9 @@ CONSUL_CONFIG = INFRASTRUCTURE / "consul" / "consul.hcl"
 CONSUL_ACL_CONFIG = INFRASTRUCTURE / "consul" / "secure" / "acl.hcl"  # Consul(acl=True)
 JAEGER_CONFIG = INFRASTRUCTURE / "jaeger" / "config.yaml"
 PROMETHEUS_CONFIG = INFRASTRUCTURE / "prometheus" / "prometheus.yml"
+PROMETHEUS_RULES = INFRASTRUCTURE / "prometheus" / "rules"  # rule_files: [rules/*.yml]
+ALERTMANAGER_CONFIG = INFRASTRUCTURE / "alertmanager" / "alertmanager.yml"
+ALERT_LOG_SCRIPT = INFRASTRUCTURE / "alertmanager" / "alert_log.py"
 
 # The only leaf settings an overlay may hold: addresses, ports, paths.
 OVERLAY_KEYS = frozenset(

@@ -4,6 +4,10 @@
     consul.py      Consul, from infrastructure/consul/consul.hcl
     jaeger.py      Jaeger v2, from infrastructure/jaeger/config.yaml
     prometheus.py  Prometheus, from infrastructure/prometheus/prometheus.yml
+    alertmanager.py  Alertmanager (and amtool), from infrastructure/alertmanager/alertmanager.yml
+    alert_log.py   the local alert receiver: alerts appended to a JSON lines file
+    lag_exporter.py  consumer-group lag for Prometheus (stands in for kafka-exporter)
+    alerting.py    those three, created together for `up` and the tests
     deck.py        decK, the offline checker of Kong's configuration
 
 Each module holds its build recipe (cached by platform_native.build) and its
@@ -24,11 +28,19 @@ from platform_native.processes import (
     pid_alive,
     stop_process_group,
 )
+from platform_native.servers.alert_log import AlertLog
+from platform_native.servers.alerting import Alerting
+from platform_native.servers.alertmanager import (
+    Alertmanager,
+    amtool_check_config,
+    build_alertmanager,
+)
 from platform_native.servers.base import Server, ServerError, running
 from platform_native.servers.consul import Consul, build_consul, consul_validate
 from platform_native.servers.deck import build_deck, deck_file_validate, run_deck
 from platform_native.servers.jaeger import Jaeger, build_jaeger, jaeger_validate
 from platform_native.servers.kafka import Kafka, build_kafka
+from platform_native.servers.lag_exporter import LagExporter, build_lag_exporter
 from platform_native.servers.prometheus import (
     Prometheus,
     build_prometheus,
@@ -43,19 +55,26 @@ BUILDS: dict[str, Callable[[], Path]] = {
     "jaeger": build_jaeger,
     "prometheus": build_prometheus,
     "deck": build_deck,
+    "alertmanager": build_alertmanager,
+    "lag-exporter": build_lag_exporter,
 }
 
 __all__ = [
     "BUILDS",
     "HOST",
+    "AlertLog",
+    "Alerting",
+    "Alertmanager",
     "Consul",
     "Jaeger",
     "Kafka",
+    "LagExporter",
     "ProcessError",
     "Prometheus",
     "Server",
     "ServerError",
     "ToolError",
+    "amtool_check_config",
     "consul_validate",
     "deck_file_validate",
     "free_ports",

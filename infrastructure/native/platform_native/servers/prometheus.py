@@ -3,13 +3,15 @@
 Prometheus has no second config layer, so the native process reads a copy of
 infrastructure/prometheus/prometheus.yml in which only the Compose addresses
 differ (platform_native.configs explains the rule); its own listen address
-and storage path are flags, as in Compose. Built from the Go module
+and storage path are flags, as in Compose. Its alert rules (rule_files:
+rules/*.yml, relative to the config) are copied beside that copy. Built from the Go module
 github.com/prometheus/prometheus (module v0.315.0 is Prometheus 3.15.0).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.parse
 from collections.abc import Sequence
@@ -55,12 +57,15 @@ class Prometheus(Server):
         peers: Sequence[Server] = (),
         config: Path = configs.PROMETHEUS_CONFIG,
         config_text: str | None = None,
+        rules_text: str | None = None,
         bin_dir: Path | None = None,
         detach: bool = False,
     ) -> None:
         """``peers`` are the native servers whose Compose addresses it scrapes.
 
-        ``config_text`` runs that text as is instead of the shipped file.
+        ``config_text`` runs that text as is instead of the shipped file;
+        ``rules_text`` replaces the shipped alert rules (e.g. rendered with
+        short ``for:`` durations by platform_native.alert_rules).
         """
         super().__init__(workdir, detach=detach)
         self.bin_dir = bin_dir or self.build()
@@ -68,6 +73,7 @@ class Prometheus(Server):
         self.peers = list(peers)
         self.shipped_config = config
         self.config_text = config_text
+        self.rules_text = rules_text
         self.config_path = self.workdir / "prometheus.yml"
 
     @classmethod
@@ -114,6 +120,17 @@ class Prometheus(Server):
             shipped = self.shipped_config.read_text()
             text = configs.replace_addresses(shipped, self.replacements())
         self.config_path.write_text(text)
+        self._write_rules()
+
+    def _write_rules(self) -> None:
+        """The shipped rules/*.yml, or ``rules_text``, where rule_files looks."""
+        rules = self.workdir / "rules"
+        shutil.rmtree(rules, ignore_errors=True)
+        rules.mkdir()
+        for path in sorted(configs.PROMETHEUS_RULES.glob("*.yml")):
+            shutil.copyfile(path, rules / path.name)
+        if self.rules_text is not None:
+            (rules / "alerts.yml").write_text(self.rules_text)
 
     def command(self) -> list[str]:
         return [
