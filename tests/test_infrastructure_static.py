@@ -743,6 +743,11 @@ def promtool(native_servers: Any) -> Path:
 
 
 @pytest.fixture(scope="module")
+def amtool(native_servers: Any) -> Path:
+    return Path(native_servers.build_alertmanager()) / "amtool"
+
+
+@pytest.fixture(scope="module")
 def consul(native_servers: Any) -> Path:
     return Path(native_servers.build_consul())
 
@@ -799,6 +804,38 @@ services:
 @pytest.mark.infra
 def test_promtool_accepts_the_prometheus_config(promtool: Path) -> None:
     check(promtool, ["check", "config"], PROMETHEUS_CONFIG)
+
+
+@pytest.mark.infra
+def test_promtool_unit_tests_of_the_alert_rules_pass(promtool: Path) -> None:
+    """infrastructure/prometheus/alerting/tests.yml: each alert fires and stays quiet."""
+    tests = INFRA / "prometheus" / "alerting" / "tests.yml"
+    result = check(promtool, ["test", "rules"], tests)
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+@pytest.mark.infra
+def test_amtool_accepts_the_alertmanager_config(amtool: Path) -> None:
+    result = check(amtool, ["check-config"], ALERTMANAGER_CONFIG)
+    assert "3 receivers" in result.stdout
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["service=orders", "severity=critical", "alertname=ServiceDown"], "service-page"),
+        (["service=orders", "severity=warning", "alertname=ServiceInstanceDown"], "service-chat"),
+        (["service=orders", "alertname=Unlabelled"], "service-chat"),
+        (["severity=warning", "alertname=LagExporterDown"], "platform-team"),
+    ],
+)
+def test_alertmanager_routes_by_service_and_severity(
+    amtool: Path, labels: list[str], receiver: str
+) -> None:
+    config = f"--config.file={ALERTMANAGER_CONFIG}"
+    result = check(amtool, ["config", "routes", "test"], config, *labels)
+    assert result.stdout.strip() == receiver
 
 
 @pytest.mark.infra
