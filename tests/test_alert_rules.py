@@ -44,6 +44,18 @@ def test_every_threshold_is_used_and_every_name_is_set() -> None:
     assert used == set(alert_rules.thresholds())
 
 
+def seconds(duration: str) -> int:
+    """A Prometheus duration of one unit (``90s``, ``2m``, ``6h``) in seconds."""
+    number, unit = re.fullmatch(r"(\d+)([smhd])", duration).groups()  # type: ignore[union-attr]
+    return int(number) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def test_a_dead_instance_is_down_before_it_is_not_passing() -> None:
+    """Both fire for a crashed instance; the first to notify must be the one that inhibits."""
+    values = alert_rules.thresholds()
+    assert seconds(str(values["not_passing_for"])) > seconds(str(values["instance_down_for"]))
+
+
 def test_overrides_change_only_what_they_name() -> None:
     rendered = alert_rules.render({"instance_down_for": "7s", "consumer_lag_messages": 42})
     assert "for: 7s" in rendered

@@ -31,7 +31,6 @@ READ = Offsets(
         "orders-svc": {("orders", 0): 4, ("orders", 1): 7},  # nothing on partition 2
         "idle": {},  # a group that never committed
     },
-    members={"orders-svc": 2, "idle": 0},
 )
 
 
@@ -70,7 +69,6 @@ def test_metric_names_and_labels_are_kafka_exporters() -> None:
 
     assert one("kafka_brokers") == 1
     assert one("kafka_topic_partition_current_offset", topic="orders", partition="0") == 10
-    assert one("kafka_consumergroup_members", consumergroup="orders-svc") == 2
     lag = "kafka_consumergroup_lag"
     assert one(lag, consumergroup="orders-svc", topic="orders", partition="0") == 6
     assert one(lag, consumergroup="orders-svc", topic="orders", partition="2") == -1
@@ -145,10 +143,9 @@ def test_served_lag_matches_kafka(platform: Platform, exporter: LagExporter) -> 
     deadline = time.monotonic() + 30
     while (found := scrape(exporter)).get(lag_0) is None and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert found[lag_0] == 15  # 25 produced, 10 committed; the group has no member now
+    assert found[lag_0] == 15  # 25 produced, 10 committed (the group has no member now)
     lag_1 = ("kafka_consumergroup_lag", labels(consumergroup=group, topic=topic, partition="1"))
     assert found[lag_1] == -1  # nothing committed there
-    assert found[("kafka_consumergroup_members", labels(consumergroup=group))] == 0
     end = ("kafka_topic_partition_current_offset", labels(topic=topic, partition="0"))
     assert found[end] == 25
     assert found[("kafka_brokers", ())] == 1

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import sys
 
-from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
 
 from lag_exporter import offsets
@@ -24,7 +23,11 @@ logger = logging.getLogger("lag_exporter")
 
 
 async def refresh_forever(bootstrap: str, interval: float, collector: LagCollector) -> None:
-    """Keep ``collector.offsets`` current; reconnect after any Kafka error."""
+    """Keep ``collector.offsets`` current; reconnect after any error.
+
+    Any: besides Kafka's errors, aiokafka raises plain ValueErrors on answers
+    it cannot decode, and an exporter that dies takes the lag alerts with it.
+    """
     while True:
         try:
             async with offsets.connect(bootstrap) as clients:
@@ -32,9 +35,9 @@ async def refresh_forever(bootstrap: str, interval: float, collector: LagCollect
                 while True:
                     collector.offsets = await offsets.read(clients)
                     await asyncio.sleep(interval)
-        except (KafkaError, OSError, TimeoutError) as error:
+        except Exception as error:  # whatever a read meets, keep serving
             collector.offsets = offsets.Offsets()
-            logger.warning("Kafka did not answer (%r); trying again in %.0fs", error, interval)
+            logger.warning("Reading Kafka failed (%r); trying again in %.0fs", error, interval)
             await asyncio.sleep(interval)
 
 

@@ -1,9 +1,11 @@
 """The offsets as Prometheus metrics, named and labelled as kafka-exporter names them.
 
-The meaning follows kafka-exporter too, so one set of alert rules fits both
-modes: a group is reported for each topic on which it has committed at least
-one offset; its lag on a partition is the high-water mark minus the committed
-offset, or -1 where it has committed nothing on that partition yet.
+These are the kafka-exporter metrics the platform's rules and dashboards use
+(not kafka_consumergroup_members: see offsets.read). Their meaning follows
+kafka-exporter too, so one set of alert rules fits both modes: a group is
+reported for each topic on which it has committed at least one offset; its lag
+on a partition is the high-water mark minus the committed offset, or -1 where
+it has committed nothing on that partition yet.
 """
 
 from __future__ import annotations
@@ -42,14 +44,7 @@ def families(offsets: Offsets) -> list[GaugeMetricFamily]:
     )
     for (topic, partition), end in sorted(offsets.end.items()):
         current.add_metric([topic, str(partition)], end)
-    members = GaugeMetricFamily(
-        "kafka_consumergroup_members",
-        "Amount of members in a consumer group",
-        labels=["consumergroup"],
-    )
-    for group, count in sorted(offsets.members.items()):
-        members.add_metric([group], count)
-    return [brokers, current, members, *group_families(offsets)]
+    return [brokers, current, *group_families(offsets)]
 
 
 def group_families(offsets: Offsets) -> Iterator[GaugeMetricFamily]:

@@ -25,7 +25,6 @@ class Offsets:
     brokers: int = 0
     end: dict[Partition, int] = field(default_factory=dict)  # high-water marks
     committed: dict[str, dict[Partition, int]] = field(default_factory=dict)  # per group
-    members: dict[str, int] = field(default_factory=dict)  # per group
 
 
 @dataclass
@@ -65,12 +64,10 @@ async def read(clients: Clients) -> Offsets:
         for p in topic["partitions"]
     ]
     ends = await clients.consumer.end_offsets(partitions) if partitions else {}
+    # No DescribeGroups (members per group): aiokafka 0.14 fails to decode its
+    # answer while a group rebalances ("Buffer underrun decoding string") and
+    # drops the connection, and lag does not need it.
     groups = [group_id for group_id, *_ in await admin.list_consumer_groups()]
-    members: dict[str, int] = {}
-    if groups:
-        for response in await admin.describe_consumer_groups(groups):
-            for group in response.to_object()["groups"]:
-                members[group["group"]] = len(group["members"])
     commits = await asyncio.gather(*(admin.list_consumer_group_offsets(g) for g in groups))
     return Offsets(
         brokers=len(cluster["brokers"]),
@@ -79,5 +76,4 @@ async def read(clients: Clients) -> Offsets:
             group: {(tp.topic, tp.partition): meta.offset for tp, meta in found.items()}
             for group, found in zip(groups, commits, strict=True)
         },
-        members=members,
     )
