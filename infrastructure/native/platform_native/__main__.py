@@ -144,7 +144,7 @@ def print_addresses(state: dict[str, Any]) -> None:
         ("OTLP (HTTP)", servers["jaeger"]["addresses"]["otlp_http"]),
     ]
     for label, address in rows:
-        progress.say(f"    {label:<12} {address}")
+        progress.say(f"    {label:<13} {address}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -231,7 +231,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         alive = _is_alive(server)
         all_alive = all_alive and alive
         status = "alive" if alive else "dead"
-        print(f"{name:<11} {status:<6} pid={server['pid']}  {server['addresses']}")
+        print(f"{name:<13} {status:<6} pid={server['pid']}  {server['addresses']}")
     return 0 if all_alive else 1
 
 
