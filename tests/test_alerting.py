@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from platform_native.services import ServiceInfo, ServiceProcess, install, passi
 
 from .conftest import Platform
 from .rendering import render, wheelhouse
+from .test_reliability_dependencies import own_topics  # topics and a group of its own
 
 pytestmark = pytest.mark.infra
 
@@ -137,19 +137,6 @@ def start(platform: Platform, chain: Chain, instance: str, **env: str) -> Servic
 def scraped(chain: Chain, instance: str) -> bool:
     query = f'up{{job="services", instance="{SERVICE}-{instance}"}} == 1'
     return bool(chain.prometheus.query(query))
-
-
-def fresh_topics(platform: Platform, name: str) -> dict[str, str]:
-    """Topics and a consumer group of the scenario's own (the service's env)."""
-    prefix = f"alerting-{name}-{uuid.uuid4().hex[:6]}"
-    env = {
-        "CONSUMES_TOPIC": f"{prefix}.requested",
-        "PRODUCES_TOPIC": f"{prefix}.created",
-        "DEAD_LETTER_TOPIC": f"{prefix}.dead-letter",
-        "CONSUMER_GROUP": prefix,
-    }
-    platform.kafka.create_topics([v for k, v in env.items() if k != "CONSUMER_GROUP"])
-    return env
 
 
 class Producer:
@@ -263,7 +250,7 @@ def test_a_killed_service_alerts_within_two_minutes_and_resolves_when_back(
 def test_a_stopped_consumer_fires_lag_and_resolves_once_drained(
     platform: Platform, chain: Chain
 ) -> None:
-    topics = fresh_topics(platform, "lag")
+    topics = own_topics(platform, "lag")
     group = topics["CONSUMER_GROUP"]
     instance = "alerting-lag"
     process = start(platform, chain, instance, **topics)
@@ -312,7 +299,7 @@ def test_a_stopped_consumer_fires_lag_and_resolves_once_drained(
 def test_poison_messages_fire_the_dead_letter_alert_with_service_and_reason(
     platform: Platform, chain: Chain
 ) -> None:
-    topics = fresh_topics(platform, "poison")
+    topics = own_topics(platform, "poison")
     process = start(platform, chain, "alerting-poison", **topics)
     requested = topics["CONSUMES_TOPIC"]
     try:

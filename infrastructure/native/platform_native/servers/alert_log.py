@@ -14,11 +14,11 @@ from typing import Any
 
 from platform_native import configs
 from platform_native.probes import http_get
-from platform_native.processes import HOST, free_ports
-from platform_native.servers.base import Server
+from platform_native.processes import HOST
+from platform_native.servers.loopback_http import LoopbackHttpServer
 
 
-class AlertLog(Server):
+class AlertLog(LoopbackHttpServer):
     """Alertmanager's webhook receiver, writing a JSON lines file in its work dir."""
 
     name = "alert-log"
@@ -26,26 +26,17 @@ class AlertLog(Server):
 
     def __init__(self, workdir: Path | str, *, detach: bool = False) -> None:
         super().__init__(workdir, detach=detach)
-        (self.port,) = free_ports(1)
         self.out_path = self.workdir / "alerts.jsonl"
 
     @classmethod
     def build(cls) -> Path:
         return configs.ALERT_LOG_SCRIPT
 
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``; Alertmanager posts to ``<url>/alerts``."""
-        return f"http://{HOST}:{self.port}"
-
-    def ports(self) -> dict[str, int]:
-        return {"web": self.port}
-
     def addresses(self) -> dict[str, str]:
         return {"url": self.url, "file": str(self.out_path)}
 
     def compose_addresses(self) -> dict[str, str]:
-        return {"alert-log:9099": f"{HOST}:{self.port}"}
+        return {"alert-log:9099": self.address}  # Alertmanager posts to <url>/alerts
 
     def command(self) -> list[str]:
         listen = f"--listen={HOST}:{self.port}"

@@ -19,8 +19,8 @@ from typing import Any
 
 from platform_native import build, configs, gobuild, versions
 from platform_native.probes import http_get
-from platform_native.processes import HOST, free_ports
 from platform_native.servers.base import Server
+from platform_native.servers.loopback_http import LoopbackHttpServer
 from platform_native.tools import ToolError, run_tool
 
 # The web UI is built with npm and is not part of the module zip, but
@@ -63,7 +63,7 @@ def replace_url_addresses(text: str, addresses: Mapping[str, str]) -> str:
     return text
 
 
-class Alertmanager(Server):
+class Alertmanager(LoopbackHttpServer):
     """One Alertmanager on loopback, without clustering, from the shipped config."""
 
     name = "alertmanager"
@@ -85,7 +85,6 @@ class Alertmanager(Server):
         """
         super().__init__(workdir, detach=detach)
         self.bin_dir = bin_dir or self.build()
-        (self.port,) = free_ports(1)
         self.peers = list(peers)
         self.shipped_config = config
         self.config_text = config_text
@@ -94,22 +93,6 @@ class Alertmanager(Server):
     @classmethod
     def build(cls) -> Path:
         return build_alertmanager()
-
-    @property
-    def address(self) -> str:
-        """``127.0.0.1:PORT``, as Prometheus' ``alerting`` section names it."""
-        return f"{HOST}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``: the API (``/api/v2/...``), amtool's --alertmanager.url."""
-        return f"http://{self.address}"
-
-    def ports(self) -> dict[str, int]:
-        return {"web": self.port}
-
-    def addresses(self) -> dict[str, str]:
-        return {"url": self.url}
 
     def compose_addresses(self) -> dict[str, str]:
         return {"alertmanager:9093": self.address}

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from platform_native import build, configs, versions
 from platform_native.probes import http_get
-from platform_native.processes import HOST, free_ports
-from platform_native.servers.base import Server
+from platform_native.processes import HOST
+from platform_native.servers.loopback_http import LoopbackHttpServer
 
 
 def _recipe(out: Path, work: Path, log: build.BuildLog) -> None:
@@ -36,7 +36,7 @@ def build_lag_exporter() -> Path:
     return build.ensure("lag-exporter", versions.LAG_EXPORTER_VERSION, _recipe)
 
 
-class LagExporter(Server):
+class LagExporter(LoopbackHttpServer):
     """Serves kafka-exporter's lag metrics for one Kafka, read every ``interval`` s."""
 
     name = "lag-exporter"
@@ -55,7 +55,6 @@ class LagExporter(Server):
         self.venv = venv or self.build()
         self.bootstrap = bootstrap
         self.interval = interval
-        (self.port,) = free_ports(1)
 
     @classmethod
     def build(cls) -> Path:
@@ -64,17 +63,14 @@ class LagExporter(Server):
     @property
     def metrics_url(self) -> str:
         """``http://127.0.0.1:PORT/metrics``."""
-        return f"http://{HOST}:{self.port}/metrics"
-
-    def ports(self) -> dict[str, int]:
-        return {"metrics": self.port}
+        return f"{self.url}/metrics"
 
     def addresses(self) -> dict[str, str]:
         return {"metrics_url": self.metrics_url}
 
     def compose_addresses(self) -> dict[str, str]:
         # Prometheus scrapes Compose's kafka-exporter there; natively, this one.
-        return {"kafka-exporter:9308": f"{HOST}:{self.port}"}
+        return {"kafka-exporter:9308": self.address}
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(configs.INFRASTRUCTURE)}

@@ -20,8 +20,8 @@ from typing import Any, Self
 
 from platform_native import build, configs, gobuild, versions
 from platform_native.probes import http_get
-from platform_native.processes import HOST, free_ports
 from platform_native.servers.base import Server
+from platform_native.servers.loopback_http import LoopbackHttpServer
 from platform_native.tools import ToolError, run_tool
 
 
@@ -44,7 +44,7 @@ def build_prometheus() -> Path:
     return build.ensure("prometheus", versions.PROMETHEUS_VERSION, _recipe)
 
 
-class Prometheus(Server):
+class Prometheus(LoopbackHttpServer):
     """Prometheus storing its TSDB in the work dir, scraping the platform on loopback."""
 
     name = "prometheus"
@@ -69,7 +69,6 @@ class Prometheus(Server):
         """
         super().__init__(workdir, detach=detach)
         self.bin_dir = bin_dir or self.build()
-        (self.port,) = free_ports(1)
         self.peers = list(peers)
         self.shipped_config = config
         self.config_text = config_text
@@ -79,22 +78,6 @@ class Prometheus(Server):
     @classmethod
     def build(cls) -> Path:
         return build_prometheus()
-
-    @property
-    def address(self) -> str:
-        """``127.0.0.1:PORT``, e.g. for a scrape target."""
-        return f"{HOST}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://{self.address}"
-
-    def ports(self) -> dict[str, int]:
-        return {"web": self.port}
-
-    def addresses(self) -> dict[str, str]:
-        return {"url": self.url}
 
     def compose_addresses(self) -> dict[str, str]:
         # prometheus.yml scrapes itself as localhost:9090, as inside its container.
