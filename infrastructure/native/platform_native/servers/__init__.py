@@ -8,6 +8,7 @@
     alert_log.py   the local alert receiver: alerts appended to a JSON lines file
     lag_exporter.py  consumer-group lag for Prometheus (stands in for kafka-exporter)
     alerting.py    those three, created together for `up` and the tests
+    loopback_http.py  what the one-port HTTP servers share (port, address, URL)
     deck.py        decK, the offline checker of Kong's configuration
 
 Each module holds its build recipe (cached by platform_native.build) and its
