@@ -37,9 +37,9 @@ from platform_native.servers.alertmanager import (
     build_alertmanager,
 )
 from platform_native.servers.base import Server, ServerError, running
-from platform_native.servers.consul import Consul, build_consul, consul_validate
+from platform_native.servers.consul import Consul, build_consul
 from platform_native.servers.deck import build_deck, deck_file_validate, run_deck
-from platform_native.servers.jaeger import Jaeger, build_jaeger, jaeger_validate
+from platform_native.servers.jaeger import Jaeger, build_jaeger
 from platform_native.servers.kafka import Kafka, build_kafka
 from platform_native.servers.lag_exporter import LagExporter, build_lag_exporter
 from platform_native.servers.prometheus import (
@@ -76,12 +76,10 @@ __all__ = [
     "ServerError",
     "ToolError",
     "amtool_check_config",
-    "consul_validate",
     "deck_file_validate",
     "free_ports",
     "group_members",
     "http_json",
-    "jaeger_validate",
     "kill_registered",
     "listening_sockets",
     "pid_alive",
