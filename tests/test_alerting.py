@@ -201,7 +201,8 @@ def test_a_killed_service_alerts_within_two_minutes_and_resolves_when_back(
 ) -> None:
     instance = "alerting-kill"
     labels = {"service": SERVICE, "instance": f"{SERVICE}-{instance}"}
-    process = start(platform, chain, instance)
+    topics = own_topics(platform, "kill")
+    process = start(platform, chain, instance, **topics)
     try:
         eventually(lambda: scraped(chain, instance), 60, "Prometheus scraping the service")
         process.kill()  # SIGKILL: no deregistration, no goodbye
@@ -237,7 +238,7 @@ def test_a_killed_service_alerts_within_two_minutes_and_resolves_when_back(
         assert f"ServiceInstanceDown  service={SERVICE}  instance={labels['instance']}" in report
         assert "ServiceInstanceNotPassing" not in report  # inhibited: nobody is told
 
-        process = start(platform, chain, instance)  # the same instance, started again
+        process = start(platform, chain, instance, **topics)  # the same instance, again
         eventually(lambda: not chain.alerts("ServiceInstanceDown", **labels), 90, "resolution")
         eventually(lambda: not chain.alerts("ServiceDown", service=SERVICE), 60, "ServiceDown off")
         eventually(
@@ -277,6 +278,10 @@ def test_a_stopped_consumer_fires_lag_and_resolves_once_drained(
                 lambda: chain.received("ConsumerLagHigh", "firing", consumergroup=group), 30, "log"
             )
             assert line["receiver"] == "service-page"
+            # The series the dashboards plot exist: the alerts view's and Kafka's lag.
+            wanted = {"ALERTS", "consumergroup_topic:kafka_consumergroup_lag:sum"}
+            query = f'count by (__name__) ({{__name__=~"{"|".join(wanted)}"}})'
+            assert {r["metric"]["__name__"] for r in chain.prometheus.query(query)} == wanted
             # A graceful stop is not a crash: nothing says the service is down.
             assert not chain.alerts("ServiceDown", service=SERVICE)
             assert not chain.alerts("ServiceInstanceDown", instance=f"{SERVICE}-{instance}")
@@ -288,10 +293,6 @@ def test_a_stopped_consumer_fires_lag_and_resolves_once_drained(
         eventually(
             lambda: chain.received("ConsumerLagHigh", "resolved", consumergroup=group), 30, "log"
         )
-        # The dashboards' series exist in this Prometheus: the alerts view and Kafka's lag.
-        wanted = {"ALERTS", "consumergroup_topic:kafka_consumergroup_lag:sum"}
-        query = f'count by (__name__) ({{__name__=~"{"|".join(wanted)}"}})'
-        assert {r["metric"]["__name__"] for r in chain.prometheus.query(query)} == wanted
     finally:
         process.terminate()
 

@@ -34,6 +34,8 @@ from platform_native.servers.base import ServerError
 from platform_native.tools import ToolError
 
 STATE_FILE = "state.json"
+# What `up` starts, by name; a recorded run with other servers is restarted.
+SERVERS = ("consul", "jaeger", "kafka", "prometheus", *Alerting.NAMES)
 
 
 def client_env(
@@ -144,7 +146,7 @@ def print_addresses(state: dict[str, Any]) -> None:
         ("OTLP (HTTP)", servers["jaeger"]["addresses"]["otlp_http"]),
     ]
     for label, address in rows:
-        progress.say(f"    {label:<13} {address}")
+        progress.say(f"    {label:<12} {address}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -153,11 +155,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     previous = _read_state(state_dir)
     if previous is not None:
-        if all(_is_alive(s) for s in previous["servers"].values()):
+        recorded = previous["servers"]
+        if set(recorded) == set(SERVERS) and all(_is_alive(s) for s in recorded.values()):
             progress.say(f"==> already running (see {state_dir / STATE_FILE})")
             print_addresses(previous)
             return 0
-        progress.say("==> a previous run is partly dead; stopping what is left of it")
+        progress.say("==> a previous run is partly dead or older; stopping what is left of it")
         _stop_recorded(previous)
         (state_dir / STATE_FILE).unlink()
 
@@ -165,7 +168,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     for build in BUILDS.values():  # at once when cached; a cold build reports itself
         build()
     # Every `up` starts from empty data directories.
-    for name in ("consul", "jaeger", "kafka", "prometheus", *Alerting.NAMES):
+    for name in SERVERS:
         shutil.rmtree(state_dir / name, ignore_errors=True)
     consul = Consul(state_dir / "consul", detach=True)
     jaeger = Jaeger(state_dir / "jaeger", detach=True)
@@ -231,7 +234,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         alive = _is_alive(server)
         all_alive = all_alive and alive
         status = "alive" if alive else "dead"
-        print(f"{name:<13} {status:<6} pid={server['pid']}  {server['addresses']}")
+        print(f"{name:<12} {status:<6} pid={server['pid']}  {server['addresses']}")
     return 0 if all_alive else 1
 
 
