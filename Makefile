@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 WHEELS := .wheels
 CHASSIS_SOURCES := $(shell find chassis/src chassis/pyproject.toml chassis/README.md -type f -not -path '*/__pycache__/*')
 
-.PHONY: test test-fast report bench wheels servers clean
+.PHONY: test test-fast report bench wheels servers alert-rules clean
 
 test: $(VENV)/.installed $(WHEELS)/.built
 	$(PY) -m pytest
@@ -26,6 +26,9 @@ wheels: $(WHEELS)/.built  ## the chassis wheel that services in this repository 
 
 servers:  ## builds (or finds in the cache) every native server, printing its progress
 	PYTHONPATH=infrastructure/native $(PYTHON) -m platform_native build
+
+alert-rules:  ## renders infrastructure/prometheus/rules/alerts.yml from alerting/thresholds.toml
+	PYTHONPATH=infrastructure/native $(PYTHON) -m platform_native alert-rules
 
 $(WHEELS)/.built: $(VENV)/.installed $(CHASSIS_SOURCES)
 	rm -rf $(WHEELS)

@@ -3,7 +3,7 @@
 #
 #   ./deploy-all.sh [--native | --docker] [up]     start everything (the default)
 #   ./deploy-all.sh [--native | --docker] down     stop everything this started
-#   ./deploy-all.sh [--native | --docker] status   each service's health in Consul
+#   ./deploy-all.sh [--native | --docker] status   each service's health, the firing alerts
 #   ./deploy-all.sh [--native | --docker] logs [service]
 #   ./deploy-all.sh new <service-name> [key=value ...]
 #   ./deploy-all.sh --k8s up|status|down   the same on the current kube context (Helm)
@@ -107,6 +107,14 @@ kafka_bootstrap() {
     native_env KAFKA_BOOTSTRAP_SERVERS
   else
     echo "127.0.0.1:${KAFKA_EXTERNAL_PORT:-9094}"
+  fi
+}
+
+alertmanager_url() {
+  if [[ "$MODE" == native ]]; then
+    native_env ALERTMANAGER_URL
+  else
+    echo "http://127.0.0.1:9093"
   fi
 }
 
@@ -257,7 +265,10 @@ cmd_status() {
   elif ! native status --state-dir "$STATE_DIR/infra"; then
     die "the native infrastructure is not running: ./deploy-all.sh up"
   fi
-  step status --consul "$(consul_addr)"
+  local healthy=0
+  step status --consul "$(consul_addr)" || healthy=$?
+  step alerts --alertmanager "$(alertmanager_url)"
+  return "$healthy"
 }
 
 cmd_logs() {

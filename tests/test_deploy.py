@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -210,6 +211,24 @@ def test_prometheus_scrapes_the_service(env: dict[str, str], request_trace_id: s
     assert eventually(up), "Prometheus has no successful scrape of value-architect"
 
 
+def test_alerts_are_wired_and_up_prints_the_alertmanager(
+    first_up: subprocess.CompletedProcess[str], env: dict[str, str]
+) -> None:
+    """Prometheus loads the shipped rules and sends to the Alertmanager `up` printed."""
+    url = re.escape(env["ALERTMANAGER_URL"])
+    assert re.search(rf"^ +Alertmanager +{url}$", first_up.stdout, re.MULTILINE), first_up.stdout
+    prometheus = env["PROMETHEUS_URL"]
+    groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    assert {"services-health", "services-messaging", "platform"} <= {g["name"] for g in groups}
+
+    def alertmanagers() -> list[str]:
+        found = httpx.get(f"{prometheus}/api/v1/alertmanagers", timeout=5).json()["data"]
+        return [a["url"] for a in found["activeAlertmanagers"]]
+
+    [active] = eventually(alertmanagers)
+    assert active.startswith(env["ALERTMANAGER_URL"])
+
+
 def test_second_up_changes_nothing(state_dir: Path, env: dict[str, str]) -> None:
     before = recorded_pids(state_dir)
     second = deploy(state_dir, "up")
@@ -224,6 +243,7 @@ def test_status_reports_passing(state_dir: Path, env: dict[str, str]) -> None:
     status = deploy(state_dir, "status")
     assert "value-architect" in status.stdout
     assert "passing" in status.stdout
+    assert f"(Alertmanager: {env['ALERTMANAGER_URL']})" in status.stdout  # the firing alerts
 
 
 def test_down_leaves_no_process(state_dir: Path, env: dict[str, str]) -> None:

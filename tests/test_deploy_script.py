@@ -111,6 +111,8 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
             "ui": "http://127.0.0.1:41007/select/vmui/",
             "query_url": "http://127.0.0.1:41007/select/logsql/query",
         },
+        "alertmanager": {"url": "http://127.0.0.1:41008"},
+        "alert-log": {"file": "/state/infra/alert-log/alerts.jsonl"},
     }
     state = {"servers": {name: {"addresses": a} for name, a in addresses.items()}}
     (tmp_path / "infra").mkdir()
@@ -127,6 +129,8 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
         ("OTLP (HTTP)", "http://127.0.0.1:41006"),
         ("Logs UI", "http://127.0.0.1:41007/select/vmui/"),
         ("Logs query", "http://127.0.0.1:41007/select/logsql/query"),
+        ("Alertmanager", "http://127.0.0.1:41008"),
+        ("Alert log", "/state/infra/alert-log/alerts.jsonl"),
         ("value-architect", "http://127.0.0.1:8011"),
     ]:
         assert re.search(rf"^  {re.escape(label)} +{re.escape(address)}", printed, re.M), label
@@ -135,7 +139,8 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     assert deploy_step([*services, "addresses", "--state-dir", str(tmp_path), "--docker"]) == 0
     printed = capsys.readouterr().out
-    for label in ("Kong proxy", "Grafana", "Consul UI", "Jaeger UI", "Loki", "OTLP (HTTP)"):
+    labels = ("Kong proxy", "Grafana", "Consul UI", "Jaeger UI", "Prometheus", "Alertmanager")
+    for label in (*labels, "Loki", "OTLP (HTTP)", "Kafka UI"):
         assert re.search(rf"^  {re.escape(label)} +http://127\.0\.0\.1:\d+", printed, re.M), label
 
 

@@ -49,6 +49,8 @@ DASHBOARDS = GRAFANA / "dashboards"
 ENV_EXAMPLE = REPO / ".env.example"
 SECURE_COMPOSE_FILE = REPO / "docker-compose.secure.yml"
 CONSUL_ACL = CONSUL_DIR / "secure" / "acl.hcl"
+ALERTMANAGER_CONFIG = INFRA / "alertmanager" / "alertmanager.yml"
+PROMETHEUS_RULES = INFRA / "prometheus" / "rules"
 
 # The committed configuration of the platform (the generated Kong file and the
 # native build module are not configuration).
@@ -62,6 +64,8 @@ CONFIG_FILES = [
     INFRA / "loki" / "config.yaml",
     KONG_BASE,
     PROMETHEUS_CONFIG,
+    *sorted(PROMETHEUS_RULES.glob("*.yml")),
+    ALERTMANAGER_CONFIG,
     DATASOURCES,
     DASHBOARD_PROVIDERS,
     *sorted(DASHBOARDS.glob("*.json")),
@@ -78,8 +82,18 @@ EXPECTED_SERVICES = {
     "kafka-exporter",
     "otel-collector",
     "loki",
+    "alertmanager",
+    "alert-log",
 }
-STATE_VOLUMES = {"kafka-data", "consul-data", "prometheus-data", "grafana-data", "loki-data"}
+STATE_VOLUMES = {
+    "kafka-data",
+    "consul-data",
+    "prometheus-data",
+    "grafana-data",
+    "loki-data",
+    "alertmanager-data",
+    "alert-log-data",
+}
 # FROM-scratch images: no shell or HTTP client inside to probe with, so Docker
 # cannot check them and nothing may wait for them to be healthy.
 NO_HEALTHCHECK = {"otel-collector"}
@@ -747,6 +761,11 @@ def promtool(native_servers: Any) -> Path:
 
 
 @pytest.fixture(scope="module")
+def amtool(native_servers: Any) -> Path:
+    return Path(native_servers.build_alertmanager()) / "amtool"
+
+
+@pytest.fixture(scope="module")
 def consul(native_servers: Any) -> Path:
     return Path(native_servers.build_consul())
 
@@ -808,6 +827,38 @@ services:
 @pytest.mark.infra
 def test_promtool_accepts_the_prometheus_config(promtool: Path) -> None:
     check(promtool, ["check", "config"], PROMETHEUS_CONFIG)
+
+
+@pytest.mark.infra
+def test_promtool_unit_tests_of_the_alert_rules_pass(promtool: Path) -> None:
+    """infrastructure/prometheus/alerting/tests.yml: each alert fires and stays quiet."""
+    tests = INFRA / "prometheus" / "alerting" / "tests.yml"
+    result = check(promtool, ["test", "rules"], tests)
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+@pytest.mark.infra
+def test_amtool_accepts_the_alertmanager_config(amtool: Path) -> None:
+    result = check(amtool, ["check-config"], ALERTMANAGER_CONFIG)
+    assert "3 receivers" in result.stdout
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["service=orders", "severity=critical", "alertname=ServiceDown"], "service-page"),
+        (["service=orders", "severity=warning", "alertname=ServiceInstanceDown"], "service-chat"),
+        (["service=orders", "alertname=Unlabelled"], "service-chat"),
+        (["severity=warning", "alertname=LagExporterDown"], "platform-team"),
+    ],
+)
+def test_alertmanager_routes_by_service_and_severity(
+    amtool: Path, labels: list[str], receiver: str
+) -> None:
+    config = f"--config.file={ALERTMANAGER_CONFIG}"
+    result = check(amtool, ["config", "routes", "test"], config, *labels)
+    assert result.stdout.strip() == receiver
 
 
 @pytest.mark.infra

@@ -43,6 +43,7 @@ from platform_native import (  # noqa: E402 - needs the sys.path entry above
 )
 from platform_native.probes import http_json  # noqa: E402
 from platform_native.processes import group_members, listening_sockets, pid_alive  # noqa: E402
+from platform_native.servers.alerting import Alerting  # noqa: E402
 from platform_native.servers.kafka import cluster_id  # noqa: E402
 
 from .kafka_clients import produce_and_consume  # noqa: E402
@@ -379,7 +380,16 @@ def test_prometheus_runs_the_shipped_file_with_only_addresses_replaced(
         for line in answer["data"]["yaml"].splitlines()
         if line.strip().startswith("- job_name:")
     }
-    assert jobs == {"services", "kong", "consul", "jaeger", "kafka-exporter", "prometheus"}
+    assert jobs == {
+        "services",
+        "services-not-passing",
+        "kong",
+        "consul",
+        "jaeger",
+        "kafka-exporter",
+        "alertmanager",
+        "prometheus",
+    }
 
     def consul_and_jaeger_scraped() -> bool:
         samples = prometheus.query('up{job=~"consul|jaeger"} == 1')
@@ -417,7 +427,8 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((state_dir / "state.json").read_text())
         pids = [int(s["pgid"]) for s in state["servers"].values()]
-        names = {"consul", "jaeger", "victorialogs", "otelcol", "kafka", "prometheus"}
+        servers = ("consul", "jaeger", "victorialogs", "otelcol", "kafka", "prometheus")
+        names = {*servers, *Alerting.NAMES}
         assert set(state["servers"]) == names
         assert "topics: alpha, beta" in up.stdout
         # A line per step with its time, then every address.

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from platform_native import build, configs, progress
-from platform_native.servers import Consul, Jaeger, Kafka, Prometheus
+from platform_native.servers import Alertmanager, Consul, Jaeger, Kafka, LagExporter, Prometheus
 
 FAST_BEAT = 0.1
 
@@ -135,7 +135,10 @@ def test_every_compose_address_in_prometheus_yml_gets_a_loopback_one(tmp_path: P
     consul = Consul(tmp_path / "consul", binary=fake)
     jaeger = Jaeger(tmp_path / "jaeger", binary=fake)
     kafka = Kafka(tmp_path / "kafka", jars=fake)
-    prometheus = Prometheus(tmp_path / "prom", peers=[consul, jaeger, kafka], bin_dir=fake)
+    alertmanager = Alertmanager(tmp_path / "am", bin_dir=fake)
+    lag = LagExporter(tmp_path / "lag", bootstrap=kafka.bootstrap, venv=fake)
+    peers = [consul, jaeger, kafka, alertmanager, lag]
+    prometheus = Prometheus(tmp_path / "prom", peers=peers, bin_dir=fake)
     shipped = configs.PROMETHEUS_CONFIG.read_text()
 
     prometheus.configure()
@@ -147,13 +150,16 @@ def test_every_compose_address_in_prometheus_yml_gets_a_loopback_one(tmp_path: P
         "kong:8100",
         "jaeger:8888",
         "kafka-exporter:9308",
+        "alertmanager:9093",
         "localhost:9090",
     }
     assert replacements["consul:8500"] == consul.http_addr
     assert replacements["jaeger:8888"] == f"127.0.0.1:{jaeger.metrics_port}"
     assert replacements["localhost:9090"] == prometheus.address
+    assert replacements["alertmanager:9093"] == alertmanager.address
+    assert replacements["kafka-exporter:9308"] == f"127.0.0.1:{lag.port}"
     assert configs.compose_addresses(rendered) == []  # no host name left to look up
-    assert f"targets: [{configs.UNREACHABLE}]" in rendered  # kong, kafka-exporter
+    assert f"targets: [{configs.UNREACHABLE}]" in rendered  # kong
     # Nothing but the addresses differs.
     assert configs.replace_addresses(shipped, replacements) == rendered
     assert len(rendered.splitlines()) == len(shipped.splitlines())

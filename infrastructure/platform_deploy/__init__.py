@@ -12,5 +12,6 @@ Modules: discovery.py (the services under services/), topics.py, kong.py
 (merge and validate the snippets; load them into a running Kong),
 compose.py (the services' Compose file), native_services.py (start and stop
 the services as processes), health.py (wait for them in Consul) and
-addresses.py (every address, printed at the end of `up`).
+addresses.py (every address, printed at the end of `up`) and alerts.py (the
+alerts firing now, for `status`).
 """

@@ -8,6 +8,7 @@ python -m platform_deploy start     --state-dir .platform              # native
 python -m platform_deploy stop      --state-dir .platform
 python -m platform_deploy wait      --consul 127.0.0.1:8500
 python -m platform_deploy status    --consul 127.0.0.1:8500
+python -m platform_deploy alerts    --alertmanager http://127.0.0.1:9093
 python -m platform_deploy addresses --state-dir .platform [--docker]
 python -m platform_deploy new       billing-api http_port=8021
 """
@@ -18,7 +19,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from platform_deploy import addresses, compose, health, kong, native_services, new, topics
+from platform_deploy import (
+    addresses,
+    alerts,
+    compose,
+    health,
+    kong,
+    native_services,
+    new,
+    topics,
+)
 from platform_deploy.discovery import REPO
 from platform_native import progress
 
@@ -72,6 +82,13 @@ def cmd_wait(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Print each service's health in Consul; exit 1 when any is not passing."""
     return health.status(args.services_dir, args.consul)
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """Print the alerts firing now (neither silenced nor inhibited)."""
+    for text in alerts.report(args.alertmanager):
+        print(text)
+    return 0
 
 
 def cmd_addresses(args: argparse.Namespace) -> int:
@@ -134,6 +151,10 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--consul", required=True, help="Consul HTTP host:port")
         sub.add_argument("--timeout", type=float, default=120.0)
         sub.set_defaults(func=func)
+
+    sub = commands.add_parser("alerts", help=cmd_alerts.__doc__)
+    sub.add_argument("--alertmanager", required=True, help="Alertmanager's base URL")
+    sub.set_defaults(func=cmd_alerts)
 
     sub = commands.add_parser("new", help=cmd_new.__doc__)
     sub.add_argument("name")

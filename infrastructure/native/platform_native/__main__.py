@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from platform_native import progress, tls, versions
+from platform_native import alert_rules, progress, tls, versions
 from platform_native.build import BuildError
 from platform_native.processes import ProcessError, group_members, pid_alive, stop_process_group
 from platform_native.servers import (
@@ -38,10 +38,13 @@ from platform_native.servers import (
     Server,
     VictoriaLogs,
 )
+from platform_native.servers.alerting import Alerting
 from platform_native.servers.base import ServerError
 from platform_native.tools import ToolError
 
 STATE_FILE = "state.json"
+# What `up` starts, by name; a recorded run with other servers is restarted.
+SERVERS = ("consul", "jaeger", "victorialogs", "otelcol", "kafka", "prometheus", *Alerting.NAMES)
 
 
 def client_env(
@@ -156,6 +159,8 @@ def print_addresses(state: dict[str, Any]) -> None:
         ("Consul UI", servers["consul"]["addresses"]["ui"]),
         ("Jaeger UI", servers["jaeger"]["addresses"]["query_url"]),
         ("Prometheus", servers["prometheus"]["addresses"]["url"]),
+        ("Alertmanager", servers["alertmanager"]["addresses"]["url"]),
+        ("Alert log", servers["alert-log"]["addresses"]["file"]),
         ("Kafka", servers["kafka"]["addresses"]["bootstrap"]),
         ("OTLP (HTTP)", servers["otelcol"]["addresses"]["otlp_http"]),
         ("Logs UI", servers["victorialogs"]["addresses"]["ui"]),
@@ -171,11 +176,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     previous = _read_state(state_dir)
     if previous is not None:
-        if all(_is_alive(s) for s in previous["servers"].values()):
+        recorded = previous["servers"]
+        if set(recorded) == set(SERVERS) and all(_is_alive(s) for s in recorded.values()):
             progress.say(f"==> already running (see {state_dir / STATE_FILE})")
             print_addresses(previous)
             return 0
-        progress.say("==> a previous run is partly dead; stopping what is left of it")
+        progress.say("==> a previous run is partly dead or older; stopping what is left of it")
         _stop_recorded(previous)
         (state_dir / STATE_FILE).unlink()
 
@@ -183,7 +189,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     for build in BUILDS.values():  # at once when cached; a cold build reports itself
         build()
     # Every `up` starts from empty data directories.
-    for name in ("consul", "jaeger", "victorialogs", "otelcol", "kafka", "prometheus"):
+    for name in SERVERS:
         shutil.rmtree(state_dir / name, ignore_errors=True)
     consul = Consul(state_dir / "consul", detach=True)
     jaeger = Jaeger(state_dir / "jaeger", detach=True)
@@ -192,11 +198,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         state_dir / "otelcol", jaeger=jaeger, logs_endpoint=logs.otlp_endpoint, detach=True
     )
     kafka = Kafka(state_dir / "kafka", detach=True)
-    prometheus = Prometheus(state_dir / "prometheus", peers=[consul, jaeger, kafka], detach=True)
+    alerting = Alerting.create(state_dir, kafka, detach=True)
+    prometheus = Prometheus(
+        state_dir / "prometheus", peers=[consul, jaeger, kafka, *alerting], detach=True
+    )
 
     started: list[Server] = []
     try:
-        order: tuple[Server, ...] = (consul, jaeger, logs, collector, kafka, prometheus)
+        order: tuple[Server, ...] = (consul, jaeger, logs, collector, kafka, *alerting, prometheus)
         for server in order:
             _start(server)
             started.append(server)
@@ -214,7 +223,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions.pinned_versions(),
         "servers": {s.name: s.state() for s in started},
-        "env": client_env(kafka, consul, jaeger, prometheus, collector, logs),
+        "env": {
+            **client_env(kafka, consul, jaeger, prometheus, collector, logs),
+            **alerting.env(),
+        },
     }
     _write_state(state_dir, state)
     progress.say(f"==> all servers ready in {progress.elapsed(time.monotonic() - began)}")
@@ -250,7 +262,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         alive = _is_alive(server)
         all_alive = all_alive and alive
         status = "alive" if alive else "dead"
-        print(f"{name:<11} {status:<6} pid={server['pid']}  {server['addresses']}")
+        print(f"{name:<12} {status:<6} pid={server['pid']}  {server['addresses']}")
     return 0 if all_alive else 1
 
 
@@ -261,6 +273,12 @@ def cmd_env(args: argparse.Namespace) -> int:
         print("not running (no state.json)", file=sys.stderr)
         return 1
     print(state["env"][args.name])
+    return 0
+
+
+def cmd_alert_rules(_args: argparse.Namespace) -> int:
+    """Render infrastructure/prometheus/rules/alerts.yml from the thresholds."""
+    progress.say(f"    wrote {alert_rules.write()}")
     return 0
 
 
@@ -296,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     env.add_argument("--state-dir", required=True)
     env.add_argument("name")
     env.set_defaults(func=cmd_env)
+
+    rules = commands.add_parser("alert-rules", help=cmd_alert_rules.__doc__)
+    rules.set_defaults(func=cmd_alert_rules)
 
     make_tls = commands.add_parser("tls", help=cmd_tls.__doc__)
     make_tls.add_argument("--out", required=True, help="directory, e.g. .secrets/kafka")

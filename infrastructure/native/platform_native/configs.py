@@ -46,6 +46,9 @@ JAEGER_CONFIG = INFRASTRUCTURE / "jaeger" / "config.yaml"
 PROMETHEUS_CONFIG = INFRASTRUCTURE / "prometheus" / "prometheus.yml"
 OTELCOL_CONFIG = INFRASTRUCTURE / "otel-collector" / "config.yaml"
 OTELCOL_BUILDER = INFRASTRUCTURE / "otel-collector" / "builder.yaml"  # ocb's manifest
+PROMETHEUS_RULES = INFRASTRUCTURE / "prometheus" / "rules"  # rule_files: [rules/*.yml]
+ALERTMANAGER_CONFIG = INFRASTRUCTURE / "alertmanager" / "alertmanager.yml"
+ALERT_LOG_SCRIPT = INFRASTRUCTURE / "alertmanager" / "alert_log.py"
 
 # The only leaf settings an overlay may hold: addresses, ports, paths.
 OVERLAY_KEYS = frozenset(

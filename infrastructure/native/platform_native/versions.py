@@ -56,12 +56,23 @@ OCB_MODULE = "go.opentelemetry.io/collector/cmd/builder"
 # from the collector and answers LogsQL queries.
 VICTORIALOGS_VERSION = "1.52.1"
 VICTORIALOGS_MODULE = "github.com/VictoriaMetrics/VictoriaLogs"
+# Alertmanager and amtool, built from github.com/prometheus/alertmanager (the
+# compose image's version). The module zip lacks the compiled web UI (npm), so
+# the recipe embeds a placeholder page; the API (/api/v2) is complete.
+ALERTMANAGER_VERSION = "0.35.0"
+
+# The platform's consumer-group lag exporter (infrastructure/lag_exporter) runs
+# from the repository's source in a cached virtualenv holding these packages.
+# Bump LAG_EXPORTER_VERSION whenever the requirements change: it names the cache.
+LAG_EXPORTER_VERSION = "1.0.0"
+LAG_EXPORTER_REQUIREMENTS = ("aiokafka==0.14.0", "prometheus-client==0.26.0")
 
 # Go modules the binaries are built from.
 CONSUL_MODULE = "github.com/hashicorp/consul"
 JAEGER_MODULE = "github.com/jaegertracing/jaeger"
 DECK_MODULE = "github.com/kong/deck"
 PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
+ALERTMANAGER_MODULE = "github.com/prometheus/alertmanager"
 
 
 def cache_dir() -> Path:
@@ -87,4 +98,6 @@ def pinned_versions() -> dict[str, str]:
         "prometheus": PROMETHEUS_VERSION,
         "otelcol": OTELCOL_VERSION,
         "victorialogs": VICTORIALOGS_VERSION,
+        "alertmanager": ALERTMANAGER_VERSION,
+        "lag-exporter": LAG_EXPORTER_VERSION,
     }

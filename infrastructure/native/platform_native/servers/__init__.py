@@ -4,6 +4,11 @@
     consul.py      Consul, from infrastructure/consul/consul.hcl
     jaeger.py      Jaeger v2, from infrastructure/jaeger/config.yaml
     prometheus.py  Prometheus, from infrastructure/prometheus/prometheus.yml
+    alertmanager.py  Alertmanager (and amtool), from infrastructure/alertmanager/alertmanager.yml
+    alert_log.py   the local alert receiver: alerts appended to a JSON lines file
+    lag_exporter.py  consumer-group lag for Prometheus (stands in for kafka-exporter)
+    alerting.py    those three, created together for `up` and the tests
+    loopback_http.py  what the one-port HTTP servers share (port, address, URL)
     deck.py        decK, the offline checker of Kong's configuration
     otel_collector.py  the OpenTelemetry Collector (ocb), from infrastructure/otel-collector/
     victorialogs.py    VictoriaLogs, the native log store
@@ -26,11 +31,19 @@ from platform_native.processes import (
     pid_alive,
     stop_process_group,
 )
+from platform_native.servers.alert_log import AlertLog
+from platform_native.servers.alerting import Alerting
+from platform_native.servers.alertmanager import (
+    Alertmanager,
+    amtool_check_config,
+    build_alertmanager,
+)
 from platform_native.servers.base import Server, ServerError, running
 from platform_native.servers.consul import Consul, build_consul
 from platform_native.servers.deck import build_deck, deck_file_validate, run_deck
 from platform_native.servers.jaeger import Jaeger, build_jaeger
 from platform_native.servers.kafka import Kafka, build_kafka
+from platform_native.servers.lag_exporter import LagExporter, build_lag_exporter
 from platform_native.servers.otel_collector import OtelCollector, build_otelcol
 from platform_native.servers.prometheus import (
     Prometheus,
@@ -49,14 +62,20 @@ BUILDS: dict[str, Callable[[], Path]] = {
     "deck": build_deck,
     "otelcol": build_otelcol,
     "victorialogs": build_victorialogs,
+    "alertmanager": build_alertmanager,
+    "lag-exporter": build_lag_exporter,
 }
 
 __all__ = [
     "BUILDS",
     "HOST",
+    "AlertLog",
+    "Alerting",
+    "Alertmanager",
     "Consul",
     "Jaeger",
     "Kafka",
+    "LagExporter",
     "OtelCollector",
     "ProcessError",
     "Prometheus",
@@ -64,6 +83,7 @@ __all__ = [
     "ServerError",
     "ToolError",
     "VictoriaLogs",
+    "amtool_check_config",
     "deck_file_validate",
     "free_ports",
     "group_members",

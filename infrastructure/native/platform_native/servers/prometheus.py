@@ -3,13 +3,15 @@
 Prometheus has no second config layer, so the native process reads a copy of
 infrastructure/prometheus/prometheus.yml in which only the Compose addresses
 differ (platform_native.configs explains the rule); its own listen address
-and storage path are flags, as in Compose. Built from the Go module
+and storage path are flags, as in Compose. Its alert rules (rule_files:
+rules/*.yml, relative to the config) are copied beside that copy. Built from the Go module
 github.com/prometheus/prometheus (module v0.315.0 is Prometheus 3.15.0).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.parse
 from collections.abc import Sequence
@@ -18,8 +20,8 @@ from typing import Any, Self
 
 from platform_native import build, configs, gobuild, versions
 from platform_native.probes import http_get
-from platform_native.processes import HOST, free_ports
 from platform_native.servers.base import Server
+from platform_native.servers.loopback_http import LoopbackHttpServer
 from platform_native.tools import ToolError, run_tool
 
 
@@ -42,7 +44,7 @@ def build_prometheus() -> Path:
     return build.ensure("prometheus", versions.PROMETHEUS_VERSION, _recipe)
 
 
-class Prometheus(Server):
+class Prometheus(LoopbackHttpServer):
     """Prometheus storing its TSDB in the work dir, scraping the platform on loopback."""
 
     name = "prometheus"
@@ -55,40 +57,27 @@ class Prometheus(Server):
         peers: Sequence[Server] = (),
         config: Path = configs.PROMETHEUS_CONFIG,
         config_text: str | None = None,
+        rules_text: str | None = None,
         bin_dir: Path | None = None,
         detach: bool = False,
     ) -> None:
         """``peers`` are the native servers whose Compose addresses it scrapes.
 
-        ``config_text`` runs that text as is instead of the shipped file.
+        ``config_text`` runs that text as is instead of the shipped file;
+        ``rules_text`` replaces the shipped alert rules (e.g. rendered with
+        short ``for:`` durations by platform_native.alert_rules).
         """
         super().__init__(workdir, detach=detach)
         self.bin_dir = bin_dir or self.build()
-        (self.port,) = free_ports(1)
         self.peers = list(peers)
         self.shipped_config = config
         self.config_text = config_text
+        self.rules_text = rules_text
         self.config_path = self.workdir / "prometheus.yml"
 
     @classmethod
     def build(cls) -> Path:
         return build_prometheus()
-
-    @property
-    def address(self) -> str:
-        """``127.0.0.1:PORT``, e.g. for a scrape target."""
-        return f"{HOST}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://{self.address}"
-
-    def ports(self) -> dict[str, int]:
-        return {"web": self.port}
-
-    def addresses(self) -> dict[str, str]:
-        return {"url": self.url}
 
     def compose_addresses(self) -> dict[str, str]:
         # prometheus.yml scrapes itself as localhost:9090, as inside its container.
@@ -114,6 +103,17 @@ class Prometheus(Server):
             shipped = self.shipped_config.read_text()
             text = configs.replace_addresses(shipped, self.replacements())
         self.config_path.write_text(text)
+        self._write_rules()
+
+    def _write_rules(self) -> None:
+        """The shipped rules/*.yml, or ``rules_text``, where rule_files looks."""
+        rules = self.workdir / "rules"
+        shutil.rmtree(rules, ignore_errors=True)
+        rules.mkdir()
+        for path in sorted(configs.PROMETHEUS_RULES.glob("*.yml")):
+            shutil.copyfile(path, rules / path.name)
+        if self.rules_text is not None:
+            (rules / "alerts.yml").write_text(self.rules_text)
 
     def command(self) -> list[str]:
         return [
