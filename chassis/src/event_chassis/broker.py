@@ -11,6 +11,7 @@ from contextlib import suppress
 from faststream.kafka import KafkaBroker
 from prometheus_client import Gauge
 
+from . import _faststream
 from .health import KAFKA, Readiness
 from .security import kafka_security
 from .settings import ServiceSettings
@@ -24,7 +25,7 @@ PRODUCER_BATCH_BYTES = 256 * 1024
 
 
 def create_broker(settings: ServiceSettings) -> KafkaBroker:
-    return KafkaBroker(
+    kafka = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=settings.service_id,
         security=kafka_security(settings),
@@ -36,6 +37,8 @@ def create_broker(settings: ServiceSettings) -> KafkaBroker:
         logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,
     )
+    _faststream.close_producer_when_start_fails(kafka)
+    return kafka
 
 
 async def connect(
