@@ -22,6 +22,8 @@ sys.path.insert(0, str(REPO / "infrastructure"))  # platform_deploy
 
 from platform_native import servers  # noqa: E402
 
+pytest_plugins = ["tests.docker_harness"]  # the `docker` fixture: a private Docker engine
+
 
 @dataclass
 class Platform:
