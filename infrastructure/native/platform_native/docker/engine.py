@@ -1,10 +1,13 @@
 """A private Docker engine: Debian's dockerd as root, on its own socket and folders.
 
 No engine runs on these machines by default, but Debian's ``docker.io`` starts
-one that needs no host set-up: vfs storage (plain copies, no overlay mounts),
-no iptables rules, no default bridge, its own config file, and everything it
-keeps (socket, data root, exec root, pid file) in one temporary folder that
-goes when it stops. Its containers get their own cgroup parent, so even a
+one that needs no host set-up: no iptables rules, no default bridge, its own
+config file, and everything it keeps (socket, data root, exec root, pid file)
+in one temporary folder that goes when it stops. Storage is overlay2 where the
+kernel can mount an overlay in that folder, else vfs (plain copies, works
+anywhere): vfs copies the whole image for every build step, and one service
+image took 400 s to build with it against 39 s with overlay2 on this machine.
+``PLATFORM_DOCKER_STORAGE=vfs`` forces vfs. Its containers get their own cgroup parent, so even a
 killed run leaves no container behind. dockerd has no phone-home; the only
 traffic it starts itself is registry pulls, and those go to a loopback port
 that refuses them (HTTPS_PROXY), so a pull fails at once and nothing leaves
@@ -74,6 +77,26 @@ def ensure_installed() -> None:
     progress.say(f"    installed docker.io in {progress.elapsed(time.monotonic() - started)}")
 
 
+def storage_driver(folder: Path) -> str:
+    """overlay2 if an overlay mounts in ``folder`` (and vfs is not asked for), else vfs."""
+    if os.environ.get("PLATFORM_DOCKER_STORAGE", "overlay2") == "vfs":
+        return "vfs"
+    probe = folder / "overlay-probe"
+    layers = [probe / name for name in ("lower", "upper", "work", "merged")]
+    for layer in layers:
+        layer.mkdir(parents=True)
+    options = "lowerdir={},upperdir={},workdir={}".format(*layers[:3])
+    mounted = subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", options, str(layers[3])],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode == 0:
+        subprocess.run(["umount", str(layers[3])], capture_output=True, check=False)
+    shutil.rmtree(probe, ignore_errors=True)
+    return "overlay2" if mounted.returncode == 0 else "vfs"
+
+
 class DockerEngine(Server):
     """dockerd with everything in one temporary folder; ``docker()`` runs the CLI on it.
 
@@ -94,6 +117,7 @@ class DockerEngine(Server):
         for plugin in sorted(plugins.iterdir()) if plugins else []:
             (self.config_dir / "cli-plugins" / plugin.name).symlink_to(plugin)
         self._refused = processes.free_ports(1)[0]  # nothing listens: pulls fail at once
+        self.storage_driver = storage_driver(self.workdir)
 
     # -- the Server interface
 
@@ -110,7 +134,7 @@ class DockerEngine(Server):
             f"--exec-root={root / 'exec'}",
             f"--pidfile={root / 'dockerd.pid'}",
             f"--cgroup-parent={self.cgroup_parent}",
-            "--storage-driver=vfs",
+            f"--storage-driver={self.storage_driver}",
             "--iptables=false",
             "--bridge=none",
         ]
@@ -175,7 +199,9 @@ class DockerEngine(Server):
 
     def start(self) -> DockerEngine:
         started = time.monotonic()
-        progress.say(f"    starting a private dockerd (unix://{self.socket})")
+        progress.say(
+            f"    starting a private dockerd ({self.storage_driver}, unix://{self.socket})"
+        )
         try:
             super().start()
         except BaseException:
