@@ -8,13 +8,16 @@ PY := $(VENV)/bin/python
 WHEELS := .wheels
 CHASSIS_SOURCES := $(shell find chassis/src chassis/pyproject.toml chassis/README.md -type f -not -path '*/__pycache__/*')
 
-.PHONY: test test-fast bench wheels servers clean
+.PHONY: test test-fast report bench wheels servers clean
 
 test: $(VENV)/.installed $(WHEELS)/.built
 	$(PY) -m pytest
 
 test-fast: $(VENV)/.installed $(WHEELS)/.built  ## the tests that need no server
 	$(PY) -m pytest -m "not infra and not reliability"
+
+report: $(VENV)/.installed $(WHEELS)/.built  ## one run of the reliability suite into docs/reliability.{md,json}
+	RELIABILITY_REPORT_DIR=docs $(PY) -m pytest -m "reliability"
 
 bench: $(VENV)/.installed $(WHEELS)/.built  ## writes docs/benchmarks.{md,json}; not part of `make test`
 	$(PY) bench/run.py

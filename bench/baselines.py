@@ -1,26 +1,31 @@
-"""The two bare baselines the generated service is measured against.
+"""The bare baselines the generated service is measured against, with its client settings.
 
-    python bench/baselines.py aiokafka  BOOTSTRAP IN OUT GROUP COUNT
-    python bench/baselines.py faststream BOOTSTRAP IN OUT GROUP COUNT
+    python bench/baselines.py settings   PACKAGE
+    python bench/baselines.py aiokafka   PACKAGE BOOTSTRAP IN OUT GROUP COUNT
+    python bench/baselines.py faststream PACKAGE BOOTSTRAP IN OUT GROUP COUNT
 
-Both do the service's work (decode the JSON request, build the result,
-encode it, produce it keyed like the request) with the same at-least-once semantics: an offset is
-committed only after the result is produced. Each exits once COUNT results
-are out. Run with the generated service's interpreter, so all three use the
-same aiokafka.
+Run with the generated service's interpreter: both baselines take their Kafka client
+settings from the chassis (`event_chassis.clients`) and the service's own Settings
+(PACKAGE), exactly what the service runs with: the same producer batch size, linger
+and acks, the same number of consumers in the group, records per fetch, fetch wait
+and heartbeat. Both do the service's work (decode the JSON request, build the result,
+encode it, produce it keyed like the request) with the same at-least-once semantics:
+a batch is committed only once every result in it is acknowledged. Each exits once
+COUNT results are out. `settings` prints what each variant uses, for the report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import logging
 import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-PARTITIONS = 3  # as bench/run.py creates the topics: one consumer per partition, as the service
-BATCH_SIZE = 1000  # the service's CONSUMER_BATCH_SIZE default
+from event_chassis import clients
 
 
 def result(request: dict[str, Any]) -> dict[str, Any]:
@@ -35,56 +40,115 @@ def result(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def bare_aiokafka(bootstrap: str, source: str, sink: str, group: str, count: int) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+def consumer_settings(package: str, group: str) -> dict[str, Any]:
+    settings = importlib.import_module(f"{package}.settings").Settings(consumer_group=group)
+    consumer: dict[str, Any] = clients.consumer(settings)
+    return consumer
 
-    consumer = AIOKafkaConsumer(
-        source,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    await producer.start()
-    done = 0
-    try:
-        while done < count:
-            batches = await consumer.getmany(timeout_ms=500)
+
+def settings(package: str) -> dict[str, dict[str, Any]]:
+    """Every client setting of every variant, from the code that sets it."""
+    consumer = consumer_settings(package, "<group>")
+    return {
+        "producer": clients.producer(),
+        "consumer": {key: value for key, value in consumer.items() if key != "group_id"},
+    }
+
+
+class BareConsumers:
+    """The service's consumers and producer in bare aiokafka: fetch, produce, then commit."""
+
+    def __init__(self, package: str, bootstrap: str, source: str, sink: str, group: str) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        self.settings = consumer_settings(package, group)
+        self.sink = sink
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **clients.producer())
+        self.consumers = [
+            AIOKafkaConsumer(
+                source,
+                bootstrap_servers=bootstrap,
+                group_id=self.settings["group_id"],
+                heartbeat_interval_ms=self.settings["heartbeat_interval_ms"],
+                auto_offset_reset=self.settings["auto_offset_reset"],
+                enable_auto_commit=self.settings["enable_auto_commit"],
+            )
+            for _ in range(self.settings["consumers"])
+        ]
+        self.done = 0
+
+    async def start(self) -> None:
+        await self.producer.start()
+        await asyncio.gather(*(one.start() for one in self.consumers))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(one.stop() for one in self.consumers))
+        await self.producer.stop()
+
+    async def run(self, until: asyncio.Event) -> None:
+        """Every consumer's loop, until `until` is set."""
+        loops = [asyncio.create_task(self._loop(one, until)) for one in self.consumers]
+        await until.wait()
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _loop(self, one: Any, until: asyncio.Event) -> None:
+        while not until.is_set():
+            batches = await one.getmany(
+                timeout_ms=self.settings["fetch_wait_ms"], max_records=self.settings["max_records"]
+            )
             sent = []
             for records in batches.values():
                 for record in records:
-                    request = json.loads(record.value)
-                    body = json.dumps(result(request)).encode()
-                    sent.append(await producer.send(sink, body, key=record.key))
+                    body = json.dumps(result(json.loads(record.value))).encode()
+                    sent.append(await self.producer.send(self.sink, body, key=record.key))
             if sent:
                 await asyncio.gather(*sent)  # produced, then committed
-                await consumer.commit()
-                done += len(sent)
+                await one.commit()
+                self.done += len(sent)
+
+
+async def bare_aiokafka(
+    package: str, bootstrap: str, source: str, sink: str, group: str, count: int
+) -> None:
+    bare = BareConsumers(package, bootstrap, source, sink, group)
+    finished = asyncio.Event()
+
+    async def watch() -> None:
+        while bare.done < count:
+            await asyncio.sleep(0.05)
+        finished.set()
+
+    await bare.start()
+    try:
+        await asyncio.gather(bare.run(finished), watch())
     finally:
-        await consumer.stop()
-        await producer.stop()
+        await bare.stop()
 
 
-async def bare_faststream(bootstrap: str, source: str, sink: str, group: str, count: int) -> None:
+async def bare_faststream(
+    package: str, bootstrap: str, source: str, sink: str, group: str, count: int
+) -> None:
     """FastStream without telemetry, metrics or dead letters, shaped like the service.
 
-    The same consumers as the generated service (one batch subscriber per
-    partition in one group), the same commit semantics (publish without
-    waiting, then commit the batch once every result is acknowledged:
-    `AckPolicy.NACK_ON_ERROR`), and FastStream's own JSON decoding and
-    per-message `publish`; FastStream's per-message log lines at DEBUG as in
+    Its batch subscribers and commit policy (`AckPolicy.NACK_ON_ERROR`: the batch is
+    committed after the handler, which waits for every result), FastStream's JSON
+    decoding and one `publish` per message; its per-message log lines at DEBUG as in
     the service.
     """
-    import logging
-
     from faststream import AckPolicy
     from faststream.kafka import KafkaBroker
     from faststream.kafka.annotations import KafkaMessage
 
     logging.basicConfig(level=logging.WARNING)
-    broker = KafkaBroker(bootstrap, logger=logging.getLogger("faststream"), log_level=logging.DEBUG)
+    consumer = consumer_settings(package, group)
+    broker = KafkaBroker(
+        bootstrap,
+        logger=logging.getLogger("faststream"),
+        log_level=logging.DEBUG,
+        **clients.producer(),
+    )
     finished = asyncio.Event()
     done = 0
 
@@ -99,15 +163,16 @@ async def bare_faststream(bootstrap: str, source: str, sink: str, group: str, co
         if done >= count:
             finished.set()
 
-    for _ in range(PARTITIONS):
+    for _ in range(consumer["consumers"]):
         broker.subscriber(
             source,
-            group_id=group,
+            group_id=consumer["group_id"],
             batch=True,
-            max_records=BATCH_SIZE,
-            batch_timeout_ms=50,
+            max_records=consumer["max_records"],
+            batch_timeout_ms=consumer["fetch_wait_ms"],
+            heartbeat_interval_ms=consumer["heartbeat_interval_ms"],
+            auto_offset_reset=consumer["auto_offset_reset"],
             ack_policy=AckPolicy.NACK_ON_ERROR,
-            auto_offset_reset="earliest",
         )(handle)
 
     await broker.start()
@@ -118,9 +183,13 @@ async def bare_faststream(bootstrap: str, source: str, sink: str, group: str, co
 
 
 def main() -> None:
-    kind, bootstrap, source, sink, group, count = sys.argv[1:7]
+    kind, package = sys.argv[1:3]
+    if kind == "settings":
+        print(json.dumps(settings(package)))
+        return
+    bootstrap, source, sink, group, count = sys.argv[3:8]
     run = {"aiokafka": bare_aiokafka, "faststream": bare_faststream}[kind]
-    asyncio.run(run(bootstrap, source, sink, group, int(count)))
+    asyncio.run(run(package, bootstrap, source, sink, group, int(count)))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ sys.path.insert(0, str(REPO / "infrastructure"))  # platform_deploy
 
 from platform_native import servers  # noqa: E402
 
-pytest_plugins = ["tests.docker_harness"]  # the `docker` fixture: a private Docker engine
+# The report of what the reliability tests measured (see tests/report.py); pytester
+# runs pytest inside the tests of that report. The `docker` fixture: a private
+# Docker engine (tests/docker_harness.py).
+pytest_plugins = ["pytester", "tests.report", "tests.docker_harness"]
 
 
 @dataclass
@@ -73,10 +76,3 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     capture = session.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
         build_all()
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write docs/reliability.md from the figures the tests recorded."""
-    from tests import report
-
-    report.write()

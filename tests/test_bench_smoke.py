@@ -51,9 +51,10 @@ def test_bench_harness_writes_both_documents(tmp_path: Path) -> None:
         **os.environ,
         "BENCH_MESSAGES": "500",
         "BENCH_REPEATS": "1",
-        "BENCH_RATE": "20",
+        "BENCH_MAX_REPEATS": "1",
+        "BENCH_RATE": "10",
+        "BENCH_HIGH_RATE": "20",
         "BENCH_SECONDS": "2",
-        "BENCH_TRACING_OFF": "0",
         "BENCH_OUTPUT": str(tmp_path),
         "BENCH_SERVICES": str(installed_services_dir()),
         "CONSUL_CHECK_INTERVAL": "1s",  # the services pass sooner; the default is 5 s
@@ -68,7 +69,13 @@ def test_bench_harness_writes_both_documents(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     figures = json.loads((tmp_path / "benchmarks.json").read_text())
     assert figures["throughput_ratio_vs_aiokafka"] > 0
-    assert set(figures["throughput_msgs_per_s"]) == {"service", "faststream", "aiokafka"}
-    assert figures["latency_requests"]["received"] == figures["latency_requests"]["sent"]
+    assert figures["throughput_ratio_full_sampling_vs_aiokafka"] > 0
+    variants = {"service", "service_full_sampling", "faststream", "aiokafka"}
+    assert set(figures["throughput_msgs_per_s"]) == variants
+    for rate in figures["latency"].values():
+        for chain in rate.values():
+            assert chain["received"] == chain["sent"]
+    assert figures["latency_p99_ratio_vs_aiokafka"] > 0
+    assert figures["client_settings"]["producer"]["acks"] == "all"
     markdown = (tmp_path / "benchmarks.md").read_text()
-    assert "| Throughput, generated service, everything on (msg/s) |" in markdown
+    assert "## Methods: the client settings of every variant" in markdown

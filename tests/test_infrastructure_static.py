@@ -86,12 +86,14 @@ def load_yaml(path: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return load_yaml(COMPOSE_FILE)
+    loaded: dict[str, Any] = load_yaml(COMPOSE_FILE)
+    return loaded
 
 
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return compose["services"]
+    found: dict[str, dict[str, Any]] = compose["services"]
+    return found
 
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -459,7 +461,7 @@ def test_env_example_holds_only_placeholders() -> None:
 def merged_with_secure(compose: dict[str, Any]) -> dict[str, Any]:
     """docker-compose.infrastructure.yml with docker-compose.secure.yml over it, as
     Compose merges them: mappings joined, ports and volumes appended, command replaced."""
-    merged = json.loads(json.dumps(compose))
+    merged: dict[str, Any] = json.loads(json.dumps(compose))
     for name, override in load_yaml(SECURE_COMPOSE_FILE)["services"].items():
         service = merged["services"][name]
         service.setdefault("environment", {}).update(override.get("environment", {}))

@@ -243,7 +243,7 @@ def test_sigterm_deregisters_within_two_seconds(
         process.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
 
         def gone(name: str = name) -> bool:
-            return get_json(f"{platform.consul.http_url}/v1/catalog/service/{name}") == []
+            return bool(get_json(f"{platform.consul.http_url}/v1/catalog/service/{name}") == [])
 
         assert eventually(gone, timeout=2.0, interval=0.05), f"{name} still in the catalog"
         elapsed = time.monotonic() - started

@@ -105,7 +105,7 @@ def eventually(check: Callable[[], T | None], timeout: float = 30.0) -> T:
 
 async def _kafka_round_trip(bootstrap: str, topic: str, payload: bytes) -> tuple[set[str], bytes]:
     """List topics with aiokafka's admin client, then produce and consume one record."""
-    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+    from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

@@ -25,6 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +129,14 @@ def fresh_topics(platform: Platform, name: str) -> Topics:
 
 
 def start(
-    platform: Platform, architect: Installed, name: str, *, faults: bool = False, **env: str
+    platform: Platform,
+    architect: Installed,
+    name: str,
+    env: dict[str, str] | None = None,
+    *,
+    faults: bool = False,
 ) -> ServiceProcess:
-    extra = {"SERVICE_INSTANCE_ID": name, **env}
+    extra = {"SERVICE_INSTANCE_ID": name, **(env or {})}
     if faults:
         extra["PYTHONPATH"] = str(architect.faults)
     process = ServiceProcess(
@@ -414,7 +420,7 @@ def test_poison_messages_are_dead_lettered_and_the_consumer_goes_on(
     requested, created, dead_letter = info.topics
     group = "value-architect"
     bootstrap = platform.kafka.bootstrap
-    process = start(platform, architect, "poison", MAX_EVENT_BYTES=str(MAX_EVENT_BYTES))
+    process = start(platform, architect, "poison", {"MAX_EVENT_BYTES": str(MAX_EVENT_BYTES)})
     stats = PoisonStats()
     run = uuid.uuid4().hex[:8]
     started = time.monotonic()
@@ -536,15 +542,8 @@ def test_transient_errors_are_retried_with_backoff_without_blocking_other_partit
     topics = fresh_topics(platform, "transient")
     bootstrap = platform.kafka.bootstrap
     retries, backoff = 3, 0.2
-    process = start(
-        platform,
-        architect,
-        "transient",
-        faults=True,
-        HANDLER_MAX_RETRIES=str(retries),
-        HANDLER_RETRY_BACKOFF_SECONDS=str(backoff),
-        **topics.env(),
-    )
+    env = {"HANDLER_MAX_RETRIES": str(retries), "HANDLER_RETRY_BACKOFF_SECONDS": str(backoff)}
+    process = start(platform, architect, "transient", env | topics.env(), faults=True)
     try:
         # Partition 0: requests that always fail, and ones that fail once, twice, three
         # times. Partitions 1 and 2: steady traffic while partition 0 is retrying.
@@ -646,7 +645,7 @@ TOTAL = 10_000
 def test_kafka_sigkill_mid_stream_loses_nothing(platform: Platform, architect: Installed) -> None:
     topics = fresh_topics(platform, "kafka-kill")
     bootstrap = platform.kafka.bootstrap
-    process = start(platform, architect, "kafka-kill", **topics.env())
+    process = start(platform, architect, "kafka-kill", topics.env())
     keys = [f"kill-{i}".encode() for i in range(TOTAL)]
     produce(bootstrap, topics.requested, [(key, request(key.decode())) for key in keys])
     started = time.monotonic()
@@ -743,7 +742,7 @@ def test_sigterm_under_load_drains_commits_deregisters_and_hands_over(
     keys = [(f"slow-{i}" if i % 10 == 0 else f"term-{i}").encode() for i in range(SIGTERM_TOTAL)]
     produce(bootstrap, topics.requested, [(key, request(key.decode())) for key in keys])
     batches = {"CONSUMER_BATCH_SIZE": str(SIGTERM_BATCH)}
-    first = start(platform, architect, "sigterm-a", faults=True, **batches, **topics.env())
+    first = start(platform, architect, "sigterm-a", batches | topics.env(), faults=True)
     second: ServiceProcess | None = None
     try:
         wait_until_passing(platform.consul.http_addr, name, process=first)
@@ -771,14 +770,12 @@ def test_sigterm_under_load_drains_commits_deregisters_and_hands_over(
         ]
         flushed = sum(
             wait_for(
-                lambda t=t: trace_has_process_span(platform, t, "sigterm-a", topics.requested),
-                10,
-                0.5,
+                partial(trace_has_process_span, platform, t, "sigterm-a", topics.requested), 10, 0.5
             )
             for t in trace_ids
         )
 
-        second = start(platform, architect, "sigterm-b", faults=True, **batches, **topics.env())
+        second = start(platform, architect, "sigterm-b", batches | topics.env(), faults=True)
         records = read_until(
             bootstrap, topics.created, lambda rs: len(source_keys(rs)) >= SIGTERM_TOTAL, 120
         )

@@ -16,6 +16,7 @@ from faststream.kafka import TestKafkaBroker
 from pydantic import SecretStr
 
 from event_chassis.discovery import ConsulRegistration
+from event_chassis.health import KAFKA, Readiness
 
 from .example import Settings, create_service
 
@@ -23,8 +24,9 @@ from .example import Settings, create_service
 class FakeConsul:
     """Just enough of /v1/agent to register, list and deregister services."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, token: str | None = None) -> None:
         self.port = port
+        self.token = token  # with one, requests without it get 403, as with ACLs
         self.services: dict[str, dict[str, Any]] = {}
         self.registrations: list[dict[str, Any]] = []
         self.deregistered: list[str] = []
@@ -48,6 +50,8 @@ class FakeConsul:
         # Consul reads keys case-insensitively; py-consul sends them in lower case.
         body = {key.lower(): value for key, value in json.loads(await request.read()).items()}
         self.tokens.append(request.headers.get("X-Consul-Token"))
+        if self.token and request.headers.get("X-Consul-Token") != self.token:
+            return web.Response(status=403, text="Permission denied: token lacks service:write")
         self.registrations.append(body)
         self.services[body["id"]] = body
         return web.json_response(True)
@@ -139,6 +143,24 @@ async def test_the_acl_token_is_sent(consul: FakeConsul, consul_settings: Settin
     assert consul.tokens == ["t0ken-for-test"]
 
 
+async def test_a_refused_registration_says_the_token_is_the_problem(
+    consul_settings: Settings, consul_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    consul = FakeConsul(consul_port, token="the-right-one")
+    await consul.start()
+    registration = ConsulRegistration(consul_settings, max_backoff=0.05)
+    try:
+        registration.start()
+        await asyncio.sleep(0.3)
+    finally:
+        await registration.stop()
+        await consul.stop()
+
+    assert not registration.registered.is_set()
+    assert "CONSUL_HTTP_TOKEN is missing or its policy lacks service:write" in caplog.text
+    assert consul.services == {}
+
+
 async def test_the_service_registers_on_start_and_deregisters_on_shutdown(
     consul: FakeConsul, consul_settings: Settings
 ) -> None:
@@ -150,3 +172,26 @@ async def test_the_service_registers_on_start_and_deregisters_on_shutdown(
 
     assert consul.services == {}
     assert consul.deregistered == [consul_settings.service_id]
+
+
+async def test_the_instance_registers_again_as_passing_the_moment_it_is_ready(
+    consul: FakeConsul, consul_settings: Settings
+) -> None:
+    """Consul would first run the check up to an interval later; ready instances need not wait."""
+    readiness = Readiness()
+    registration = ConsulRegistration(consul_settings, readiness=readiness, recheck_every=30)
+    registration.start()
+    try:
+        await asyncio.wait_for(registration.registered.wait(), 5)
+        [first] = consul.registrations
+        readiness.ok(KAFKA)
+        for _ in range(100):
+            if len(consul.registrations) == 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await registration.stop()
+
+    assert "status" not in {key.lower() for key in first["checks"][0]}
+    [check] = consul.registrations[1]["checks"]
+    assert check["Status"] == "passing"

@@ -11,17 +11,12 @@ from contextlib import suppress
 from faststream.kafka import KafkaBroker
 from prometheus_client import Gauge
 
-from . import _faststream
+from . import _faststream, clients
 from .health import KAFKA, Readiness
 from .security import kafka_security
 from .settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
-
-# A batch's results leave in a few produce requests: with aiokafka's default of 16 KiB
-# (about 15 messages of 1 KiB) a batch of 1,000 took some 70 (~25 % slower). Well under
-# Kafka's default 1 MiB record batch limit.
-PRODUCER_BATCH_BYTES = 256 * 1024
 
 
 def create_broker(settings: ServiceSettings) -> KafkaBroker:
@@ -31,7 +26,7 @@ def create_broker(settings: ServiceSettings) -> KafkaBroker:
         security=kafka_security(settings),
         # What `subscriber.stop()` waits for the batch in flight before leaving the group.
         graceful_timeout=settings.shutdown_grace_seconds,
-        max_batch_size=PRODUCER_BATCH_BYTES,
+        **clients.producer(),
         # FastStream writes two lines per message whatever LOG_LEVEL says; through the
         # standard logger they are DEBUG lines, and its errors still show.
         logger=logging.getLogger("faststream"),

@@ -4,6 +4,11 @@ The service must start and serve even when Consul is down, so registration
 runs as a background task that retries with capped exponential backoff. Once
 registered it keeps checking, and registers again if the agent forgot the
 service (for example after a Consul restart).
+
+Consul runs a new HTTP check only after a random part of its interval, so an
+instance registered at start would wait up to CONSUL_CHECK_INTERVAL before it
+gets traffic. Instead the instance registers again the moment it is ready,
+with its check passing from the start; Consul's check takes over from there.
 """
 
 import asyncio
@@ -14,7 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import consul.aio
+from consul.exceptions import ACLPermissionDenied
 
+from .health import Readiness
 from .settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -24,9 +31,17 @@ PROMETHEUS_TAG = "prometheus"  # Prometheus' consul_sd_configs scrapes services 
 ConsulFactory = Callable[[ServiceSettings], Any]
 
 
-def registration(settings: ServiceSettings) -> dict[str, Any]:
+def registration(settings: ServiceSettings, *, ready: bool = False) -> dict[str, Any]:
     """Keyword arguments for py-consul's `agent.service.register`."""
     address = settings.advertise_address
+    check = {
+        "http": f"http://{address}:{settings.http_port}/health/ready",
+        "interval": settings.consul_check_interval,
+        "timeout": "2s",
+        "DeregisterCriticalServiceAfter": settings.consul_deregister_critical_after,
+    }
+    if ready:
+        check["Status"] = "passing"
     return {
         "name": settings.otel_service_name,
         "service_id": settings.service_id,
@@ -38,12 +53,7 @@ def registration(settings: ServiceSettings) -> dict[str, Any]:
             "owner": settings.service_owner,
             "metrics_path": "/metrics",
         },
-        "check": {
-            "http": f"http://{address}:{settings.http_port}/health/ready",
-            "interval": settings.consul_check_interval,
-            "timeout": "2s",
-            "DeregisterCriticalServiceAfter": settings.consul_deregister_critical_after,
-        },
+        "check": check,
     }
 
 
@@ -66,11 +76,13 @@ class ConsulRegistration:
         settings: ServiceSettings,
         client_factory: ConsulFactory = consul_client,
         *,
+        readiness: Readiness | None = None,
         max_backoff: float = 2.0,
         recheck_every: float = 5.0,
     ) -> None:
         self.settings = settings
         self.client_factory = client_factory
+        self.readiness = readiness
         self.max_backoff = max_backoff
         self.recheck_every = recheck_every
         self.registered = asyncio.Event()
@@ -99,21 +111,48 @@ class ConsulRegistration:
 
     async def _keep_registered(self) -> None:
         delay = 0.1
+        registered_ready = False
         while True:
             try:
-                if not await self._is_registered():
-                    await self._client.agent.service.register(**registration(self.settings))
-                    logger.info("Registered %s in Consul", self.settings.service_id)
+                ready = self.readiness is not None and self.readiness.ready
+                if not await self._is_registered() or (ready and not registered_ready):
+                    await self._client.agent.service.register(
+                        **registration(self.settings, ready=ready)
+                    )
+                    registered_ready = ready
+                    state = "ready" if ready else "not ready yet"
+                    logger.info("Registered %s in Consul (%s)", self.settings.service_id, state)
                 self.registered.set()
                 delay = 0.1
-                await asyncio.sleep(self.recheck_every)
+                await self._pause(until_ready=not registered_ready)
             except asyncio.CancelledError:
                 raise
+            except ACLPermissionDenied as error:
+                # Retrying helps only once an operator fixes the token's policy: say so loudly.
+                self.registered.clear()
+                logger.error(
+                    "Consul refused to register %s: CONSUL_HTTP_TOKEN is missing or its policy "
+                    "lacks service:write for %r (%s); retrying in %.1fs",
+                    self.settings.service_id,
+                    self.settings.otel_service_name,
+                    error,
+                    self.max_backoff,
+                )
+                await asyncio.sleep(self.max_backoff)
             except Exception as error:
                 self.registered.clear()
                 logger.warning("Consul unreachable (%r); retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
+
+    async def _pause(self, *, until_ready: bool) -> None:
+        """Wait to check again; while not registered as ready, wake up when it is."""
+        if not until_ready or self.readiness is None:
+            await asyncio.sleep(self.recheck_every)
+            return
+        with suppress(TimeoutError):
+            async with asyncio.timeout(self.recheck_every):
+                await self.readiness.became_ready.wait()
 
     async def _is_registered(self) -> bool:
         services = await self._client.agent.services()

@@ -27,6 +27,7 @@ class Readiness:
 
     def __init__(self) -> None:
         self.problems: dict[str, str] = {KAFKA: "Kafka not connected yet"}
+        self.became_ready = asyncio.Event()  # for whoever must act the moment it is
 
     @property
     def ready(self) -> bool:
@@ -38,9 +39,12 @@ class Readiness:
 
     def fail(self, component: str, reason: str) -> None:
         self.problems[component] = reason
+        self.became_ready.clear()
 
     def ok(self, component: str) -> None:
         self.problems.pop(component, None)
+        if not self.problems:
+            self.became_ready.set()
 
 
 class KafkaError(RuntimeError):

@@ -26,7 +26,7 @@ from faststream.specification import AsyncAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel
 
-from . import __version__, _faststream, broker, errors, health, metrics, tracing
+from . import __version__, _faststream, broker, clients, errors, health, metrics, tracing
 from .consumer import (
     BatchConsumer,
     EventTypes,
@@ -43,9 +43,6 @@ from .retry import RetryPolicy
 from .settings import ServiceSettings
 
 E = TypeVar("E", bound=BaseModel)
-
-FETCH_WAIT_MS = 50  # an idle consumer polls this often; a busy one never waits
-HEARTBEAT_MS = 1000  # a rebalance waits for each member's next heartbeat (aiokafka: 3 s)
 
 
 class Service:
@@ -79,7 +76,7 @@ class Service:
             ),
             settings.consumer_group,
         )
-        self.registration = ConsulRegistration(settings, consul)
+        self.registration = ConsulRegistration(settings, consul, readiness=self.readiness)
         self.monitor = health.KafkaMonitor(
             self.broker,
             self.readiness,
@@ -125,17 +122,18 @@ class Service:
         )
         # One consumer each in the group: Kafka shares the partitions among them, so a
         # message being retried holds up only its own consumer's partitions.
-        for worker in range(settings.consumer_workers):
+        client = clients.consumer(settings)
+        for worker in range(client["consumers"]):
             in_flight = InFlight()
             subscriber = self.consumers.subscriber(
                 topic,
-                group_id=settings.consumer_group,
+                group_id=client["group_id"],
                 batch=True,
-                max_records=settings.consumer_batch_size,
-                batch_timeout_ms=FETCH_WAIT_MS,
+                max_records=client["max_records"],
+                batch_timeout_ms=client["fetch_wait_ms"],
                 ack_policy=AckPolicy.MANUAL,  # committed once the results are acknowledged
-                auto_offset_reset="earliest",
-                heartbeat_interval_ms=HEARTBEAT_MS,
+                auto_offset_reset=client["auto_offset_reset"],
+                heartbeat_interval_ms=client["heartbeat_interval_ms"],
                 decoder=records_only,
                 listener=FinishBatchOnRevoke(
                     f"consumer {topic}#{worker}",

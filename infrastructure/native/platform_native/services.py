@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import tomllib
 import urllib.request
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from platform_native.processes import HOST, free_ports, pid_alive
+from platform_native.processes import HOST, free_ports
 
 
 @dataclass(frozen=True)
@@ -170,19 +169,3 @@ def wait_until_passing(
             tail = process.log_tail() if process else ""
             raise TimeoutError(f"{service} not passing in Consul after {timeout:.0f}s\n{tail}")
         time.sleep(0.25)
-
-
-def stop_pid(pid: int, timeout: float = 30.0) -> None:
-    """SIGTERM a detached service by pid, then SIGKILL if it will not go."""
-    if not pid_alive(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
-
-
-if __name__ == "__main__":  # pragma: no cover - a quick manual check
-    print(ServiceInfo.read(Path(sys.argv[1])))

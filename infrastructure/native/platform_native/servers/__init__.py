@@ -25,9 +25,9 @@ from platform_native.processes import (
     stop_process_group,
 )
 from platform_native.servers.base import Server, ServerError, running
-from platform_native.servers.consul import Consul, build_consul, consul_validate
+from platform_native.servers.consul import Consul, build_consul
 from platform_native.servers.deck import build_deck, deck_file_validate, run_deck
-from platform_native.servers.jaeger import Jaeger, build_jaeger, jaeger_validate
+from platform_native.servers.jaeger import Jaeger, build_jaeger
 from platform_native.servers.kafka import Kafka, build_kafka
 from platform_native.servers.prometheus import (
     Prometheus,
@@ -56,12 +56,10 @@ __all__ = [
     "Server",
     "ServerError",
     "ToolError",
-    "consul_validate",
     "deck_file_validate",
     "free_ports",
     "group_members",
     "http_json",
-    "jaeger_validate",
     "kill_registered",
     "listening_sockets",
     "pid_alive",

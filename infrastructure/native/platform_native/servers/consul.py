@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Self
@@ -26,7 +25,7 @@ from platform_native import build, configs, gobuild, versions
 from platform_native.probes import http_get, http_json
 from platform_native.processes import HOST, free_ports
 from platform_native.servers.base import Server
-from platform_native.tools import ToolError, run_tool
+from platform_native.tools import ToolError
 
 
 def _recipe(out: Path, work: Path, log: build.BuildLog) -> None:
@@ -161,8 +160,13 @@ class Consul(Server):
         self.api("PUT", "/v1/agent/token/agent", {"Token": agent})
 
     def make_token(self, policy_name: str, rules: str) -> str:
-        """A new policy with ``rules`` (HCL) and a token holding it; returns its secret."""
-        policy = self.api("PUT", "/v1/acl/policy", {"Name": policy_name, "Rules": rules})
+        """A new token holding the policy ``policy_name`` (made with ``rules`` (HCL) the first
+        time; every instance of a service gets a token of its own); returns its secret."""
+        headers = {"X-Consul-Token": self.management_token or ""}
+        url = f"{self.http_url}/v1/acl/policy/name/{policy_name}"
+        status, policy = http_json("GET", url, headers=headers)
+        if status != 200:
+            policy = self.api("PUT", "/v1/acl/policy", {"Name": policy_name, "Rules": rules})
         token = self.api("PUT", "/v1/acl/token", {"Policies": [{"ID": policy["ID"]}]})
         return str(token["SecretID"])
 
@@ -181,14 +185,3 @@ class Consul(Server):
         if status != 200:
             raise ToolError(f"consul {method} {path}: HTTP {status} {answer!r}")
         return answer
-
-
-def consul_validate(
-    *paths: Path | str, binary: Path | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run ``consul validate`` on agent config files or directories.
-
-    Consul validates a whole agent configuration, so the files together must
-    set ``data_dir`` (as infrastructure/consul/consul.hcl does).
-    """
-    return run_tool([str(binary or build_consul()), "validate", *map(str, paths)], check)

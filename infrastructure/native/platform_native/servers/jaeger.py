@@ -8,7 +8,6 @@ github.com/jaegertracing/jaeger (module v1.76.0 is Jaeger 2.13.0).
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from platform_native import build, configs, gobuild, versions
 from platform_native.probes import http_get, tcp_accepts
 from platform_native.processes import HOST, free_ports
 from platform_native.servers.base import Server
-from platform_native.tools import run_tool
 
 
 def _recipe(out: Path, work: Path, log: build.BuildLog) -> None:
@@ -167,10 +165,3 @@ class Jaeger(Server):
         return (
             status == 200 and tcp_accepts(self.otlp_http_port) and tcp_accepts(self.otlp_grpc_port)
         )
-
-
-def jaeger_validate(
-    *configs_: Path, binary: Path | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run ``jaeger validate`` on one config, or several merged in order."""
-    return run_tool([str(binary or build_jaeger()), "validate", *config_args(*configs_)], check)

@@ -1,0 +1,112 @@
+"""docs/benchmarks.md from the figures of one `make bench` run (no figure is typed here)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.rendering import render
+
+VARIANTS = {
+    "service": "generated service, everything on, default sampling (10 %)",
+    "service_full_sampling": "generated service, everything on, every request traced",
+    "faststream": "FastStream, no middleware",
+    "aiokafka": "bare aiokafka loop",
+}
+
+
+def time_render(directory: Path) -> float:
+    started = time.perf_counter()
+    render(directory)
+    return time.perf_counter() - started
+
+
+def row(name: str, figure: dict[str, Any]) -> str:
+    return (
+        f"| {name} | {figure['min']} | {figure['median']} | {figure['max']} "
+        f"| {figure['spread']} | {figure['runs']} |"
+    )
+
+
+def markdown(r: dict[str, Any]) -> str:
+    t = r["throughput_msgs_per_s"]
+    low, high = (str(rate) for rate in r["latency_rates_per_s"])
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` at {r['measured_at']} from commit `{r['commit']}`, "
+        f"event-chassis {r['chassis_version']}, on {r['cpus']} CPUs. One run: every figure "
+        "below comes from it.",
+        "",
+        f"**Throughput ratio, generated service / bare aiokafka: "
+        f"{r['throughput_ratio_vs_aiokafka']}** (median of {r['repeats']} repeats; at 100 % "
+        f"sampling {r['throughput_ratio_full_sampling_vs_aiokafka']}). Latency through two "
+        f"services at {low} requests/s, service / bare aiokafka chain: p50 "
+        f"{r['latency_p50_ratio_vs_aiokafka']}x, p99 {r['latency_p99_ratio_vs_aiokafka']}x.",
+        "",
+        "## Throughput",
+        "",
+        f"{r['messages_per_run']} requests of 1 KiB per run, 3 partitions; each repeat runs every "
+        f"variant on topics of its own, starting with a different one; {r['repeats']} repeats "
+        f"({r['repeats_asked']} asked, more while the aiokafka baseline spread over ±15 %). "
+        "Spread = (max - min) / median.",
+        "",
+        "| msg/s | min | median | max | spread | runs |",
+        "|---|---|---|---|---|---|",
+        *(row(label, t[name]) for name, label in VARIANTS.items()),
+        row("ratio, service / aiokafka", r["throughput_ratio"]),
+        "",
+        "| peak RSS under load (MiB) | min | median | max | spread | runs |",
+        "|---|---|---|---|---|---|",
+        *(row(label, r["rss_mib_under_load"][name]) for name, label in VARIANTS.items()),
+        "",
+        "## Latency",
+        "",
+        f"`POST` to the first service until the second service's result is in Kafka (broker "
+        f"timestamp), {r['latency_seconds']:.0f} s at each rate; the bare chain is the same two "
+        "hops in bare aiokafka behind a raw ASGI endpoint (bench/chain.py).",
+        "",
+        "| ms | min | median | max | spread | runs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rate in (low, high):
+        for kind, label in (("service", "generated services"), ("aiokafka", "bare chain")):
+            figures = r["latency"][rate][kind]
+            for p in ("p50", "p95", "p99"):
+                lines.append(row(f"{p} at {rate}/s, {label}", figures[f"{p}_ms"]))
+            lines.append(
+                f"| handled at {rate}/s, {label} | | | | | "
+                f"{figures['received']} of {figures['sent']} |"
+            )
+    lines += [
+        "",
+        "## Start-up, memory, rendering",
+        "",
+        "| | min | median | max | spread | runs |",
+        "|---|---|---|---|---|---|",
+        row("process start to passing in Consul (s)", r["startup_to_passing_s"]),
+        row("RSS idle, generated service (MiB)", r["rss_mib_idle_service"]),
+        row("render one service (s)", r["render_s"]),
+        "",
+        "## Methods: the client settings of every variant",
+        "",
+        "The generated service, the FastStream baseline and the bare aiokafka loop and chain",
+        "take these from the same code, `event_chassis.clients` with the service's settings",
+        "(bench/baselines.py); this table is printed by that code:",
+        "",
+        "| setting | every variant |",
+        "|---|---|",
+    ]
+    for client, settings in r["client_settings"].items():
+        lines += [f"| {client} `{key}` | `{value}` |" for key, value in settings.items()]
+    lines += [
+        "",
+        "What differs is what the chassis adds: the service validates each request with pydantic,",
+        "retries and dead-letters on its own, traces (a span per message; OTLP to Jaeger, which",
+        "runs throughout), counts Prometheus metrics and serves HTTP, health and Consul",
+        "registration. All variants decode the request, build the result, produce it keyed like",
+        "the request and commit a batch only once every result in it is acknowledged.",
+        "Throughput comes from the broker timestamps of the first and last result.",
+    ]
+    return "\n".join(lines) + "\n"
