@@ -81,7 +81,7 @@ def compose_config(
     )
 
 
-PROJECTS = {
+PROJECTS: dict[str, list[Path | str]] = {
     "infrastructure": [INFRA],
     "secure": [INFRA, SECURE],
     "services": [INFRA, "services"],

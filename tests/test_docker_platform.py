@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from platform_native.servers import build_consul
+from platform_native.servers.consul import build_consul
 
 from .conftest import REPO
 from .docker_harness import Docker
