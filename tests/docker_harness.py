@@ -182,16 +182,6 @@ def error_lines(lines: list[str]) -> list[str]:
     return found
 
 
-def wait_for(check: Any, timeout: float, interval: float = 0.5) -> Any:
-    """Call ``check`` until it returns something truthy (returned) or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
-
-
 def env_args(env: dict[str, str]) -> list[str]:
     """``--env NAME=value`` for every entry (for docker run)."""
     return [arg for name, value in env.items() for arg in ("--env", f"{name}={value}")]

@@ -26,7 +26,8 @@ from platform_native.docker.compose import build_plugins
 from platform_native.processes import free_ports
 
 from .conftest import REPO, Platform
-from .docker_harness import Docker, wait_for
+from .docker_harness import Docker
+from .polling import eventually
 from .rendering import render
 
 INFRA = REPO / "docker-compose.infrastructure.yml"
@@ -191,7 +192,7 @@ def test_the_services_go_up_against_the_native_platform_and_down_leaves_nothing(
         running = docker("ps", "--filter", label, "--format", "{{.Names}} {{.Status}}").stdout
         for name in names:
             wanted = f"{name}-{env[name]['SERVICE_INSTANCE_ID']}"
-            assert wait_for(lambda n=name, w=wanted: w in instances(n), 120), up.stderr
+            assert eventually(lambda n=name, w=wanted: w in instances(n), 120), up.stderr
         assert running.count("(healthy)") == len(names), running
     finally:
         down = docker(*compose, "down", "--volumes", "--remove-orphans", check=False)

@@ -35,6 +35,7 @@ from platform_native.services import (
 from . import jaeger
 from .conftest import REPO, Platform
 from .jaeger import get_json
+from .polling import eventually
 from .rendering import render, wheelhouse
 
 pytestmark = pytest.mark.infra
@@ -46,16 +47,6 @@ AUDITOR = {
     "consumes_topic": "value-model.created",
     "produces_topic": "value-model.audited",
 }
-
-
-def eventually(check: Any, timeout: float = 30.0, interval: float = 0.5) -> Any:
-    """Call `check` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
