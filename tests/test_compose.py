@@ -26,7 +26,7 @@ from platform_native.docker.compose import build_plugins
 from platform_native.processes import free_ports
 
 from .conftest import REPO, Platform
-from .docker_harness import Docker
+from .docker_harness import Docker, shown
 from .polling import eventually
 from .rendering import render
 
@@ -50,8 +50,9 @@ OPTIONAL = {
 
 
 @pytest.fixture(scope="module")
-def compose_binary() -> Path:
-    return build_plugins() / "docker-compose"
+def compose_binary(request: pytest.FixtureRequest) -> Path:
+    with shown(request):  # a first build prints its progress
+        return build_plugins() / "docker-compose"
 
 
 @pytest.fixture(scope="module")

