@@ -6,6 +6,7 @@
 #   ./deploy-all.sh [--native | --docker] status   each service's health in Consul
 #   ./deploy-all.sh [--native | --docker] logs [service]
 #   ./deploy-all.sh new <service-name> [key=value ...]
+#   ./deploy-all.sh --k8s up|status|down   the same on the current kube context (Helm)
 #
 # With a Docker engine it uses Docker Compose; without one (or with --native)
 # it runs the same servers as local processes, built once from the package
@@ -29,7 +30,7 @@ log() { printf '==> [%s] %s\n' "$(elapsed "$SECONDS")" "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,14s/^# \{0,1\}//p' "$0"
+  sed -n '2,15s/^# \{0,1\}//p' "$0"
 }
 
 elapsed() {
@@ -315,6 +316,7 @@ main() {
     case "$1" in
       --native) MODE=native ;;
       --docker) MODE=docker ;;
+      --k8s) shift; exec "$ROOT/infrastructure/kubernetes/deploy.sh" "$@" ;;
       --help) usage; return 0 ;;
       *) die "unknown option $1 (see --help)" ;;
     esac

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import threading
 import time
@@ -73,13 +74,34 @@ async def read(
         await consumer.stop()
 
 
-def throughput_of(bootstrap: str, topic: str, count: int) -> float:
-    """Results per second, from the broker's timestamps of the first and last result."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def throughput_of(bootstrap: str, topic: str, count: int, pid: int) -> dict[str, float]:
+    """Results per second, from the broker's timestamps of the first and last result; and
+    the CPU time process `pid` spent per 1,000 results meanwhile (between the moments the
+    first and the last result were read), which a busy machine barely changes."""
     stamps: list[int] = []
-    seen = asyncio.run(read(bootstrap, topic, count, 900, lambda r: stamps.append(r.timestamp)))
+    cpu: list[float] = []
+
+    def seen_one(record: Any) -> None:
+        stamps.append(record.timestamp)
+        if len(stamps) in (1, count):
+            cpu.append(cpu_seconds(pid))
+
+    seen = asyncio.run(read(bootstrap, topic, count, 900, seen_one))
     if seen < count:
         raise RuntimeError(f"only {seen} of {count} results in {topic}")
-    return (count - 1) / ((max(stamps) - min(stamps)) / 1000)
+    return {
+        "msgs_per_s": (count - 1) / ((max(stamps) - min(stamps)) / 1000),
+        "cpu_ms_per_1000": (cpu[-1] - cpu[0]) / (count - 1) * 1_000_000,
+    }
 
 
 def rss_mib(pid: int) -> float:

@@ -139,10 +139,10 @@ class Bench:
         arguments = [kind, PACKAGE, self.kafka.bootstrap, source, sink, group, str(MESSAGES)]
         process = subprocess.Popen([str(self.python), script, *arguments])
         with PeakRss(process.pid) as rss:
-            rate = throughput_of(self.kafka.bootstrap, sink, MESSAGES)
+            figures = throughput_of(self.kafka.bootstrap, sink, MESSAGES, process.pid)
         if process.wait(60) != 0:
             raise RuntimeError(f"{kind} baseline exited with {process.returncode}")
-        return {"msgs_per_s": rate, "rss_mib_load": rss.peak}
+        return {**figures, "rss_mib_load": rss.peak}
 
     def service(self, **extra: str) -> dict[str, float]:
         """The generated service as its real process, everything on."""
@@ -160,13 +160,13 @@ class Bench:
         spy = self._profile(process.pid)
         try:
             with PeakRss(process.pid) as rss:
-                rate = throughput_of(self.kafka.bootstrap, sink, MESSAGES)
+                figures = throughput_of(self.kafka.bootstrap, sink, MESSAGES, process.pid)
         finally:
             process.terminate()
         if spy is not None:
             spy.wait(60)
             print(summarise(Path(PROFILE), 60), flush=True)
-        return {"msgs_per_s": rate, "rss_mib_load": rss.peak}
+        return {**figures, "rss_mib_load": rss.peak}
 
     def _profile(self, pid: int) -> subprocess.Popen[bytes] | None:
         if not PROFILE or self.profiled:
@@ -354,6 +354,12 @@ def main() -> int:
         ),
         "throughput_ratio_full_sampling_vs_aiokafka": round(
             ratios(runs["service_full_sampling"], runs["aiokafka"], "msgs_per_s")["median"], 3
+        ),
+        "cpu_ms_per_1000_messages": {
+            name: summary([r["cpu_ms_per_1000"] for r in values]) for name, values in runs.items()
+        },
+        "cpu_ratio_vs_aiokafka": round(
+            ratios(runs["service"], runs["aiokafka"], "cpu_ms_per_1000")["median"], 3
         ),
         "rss_mib_under_load": {
             name: summary([r["rss_mib_load"] for r in values]) for name, values in runs.items()

@@ -15,10 +15,14 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 HTTP_API = "{{ cookiecutter.http_api }}" == "True"
 CONTEXT = json.loads({{ cookiecutter | jsonify | tojson }})
 
+# The chart's Kong route: an Ingress or HTTPRoute, its rate limit and their helper.
+ROUTE_TEMPLATES = ("ingress.yaml", "httproute.yaml", "kongplugin.yaml", "_kong.tpl")
 NOT_FOR_WORKERS = [
     Path("kong"),
     Path("src") / PACKAGE / "api.py",
     Path("tests") / "test_api.py",
+    *(Path("chart") / "templates" / name for name in ROUTE_TEMPLATES),
+    Path("chart") / "ci" / "httproute-values.yaml",
 ]
 
 

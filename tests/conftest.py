@@ -69,10 +69,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """
     markers = ("infra", "reliability")
     needed = any(item.get_closest_marker(m) for item in session.items for m in markers)
-    if not needed or session.config.option.collectonly:
+    kubernetes = [item for item in session.items if item.get_closest_marker("k8s")]
+    if not (needed or kubernetes) or session.config.option.collectonly:
         return
     from platform_native.__main__ import build_all
+    from platform_native.servers.kubernetes import build_kubernetes_tools
 
     capture = session.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
-        build_all()
+        if needed:
+            build_all()
+        if kubernetes:  # the API server only for the tests that run it
+            build_kubernetes_tools(any(item.get_closest_marker("infra") for item in kubernetes))

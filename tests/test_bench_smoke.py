@@ -76,6 +76,7 @@ def test_bench_harness_writes_both_documents(tmp_path: Path) -> None:
         for chain in rate.values():
             assert chain["received"] == chain["sent"]
     assert figures["latency_p99_ratio_vs_aiokafka"] > 0
+    assert figures["cpu_ratio_vs_aiokafka"] > 0
     assert figures["client_settings"]["producer"]["acks"] == "all"
     markdown = (tmp_path / "benchmarks.md").read_text()
     assert "## Methods: the client settings of every variant" in markdown

@@ -13,6 +13,7 @@ from prometheus_client import Gauge
 
 from . import _faststream, clients
 from .health import KAFKA, Readiness
+from .results import Results
 from .security import kafka_security
 from .settings import ServiceSettings
 
@@ -37,17 +38,25 @@ def create_broker(settings: ServiceSettings) -> KafkaBroker:
 
 
 async def connect(
-    broker: KafkaBroker, readiness: Readiness, connected: Gauge, max_backoff: float = 5.0
+    broker: KafkaBroker,
+    results: Results,
+    readiness: Readiness,
+    connected: Gauge,
+    max_backoff: float = 5.0,
 ) -> None:
-    """Start the broker, retrying with backoff until Kafka answers."""
+    """Start the results' producer, then the broker (its consumers), retrying with backoff
+    until Kafka answers."""
     delay = 0.25
     while True:
         try:
+            await results.start()
             await broker.start()
         except Exception as error:
             readiness.fail(KAFKA, f"Kafka unreachable: {error!r}")
             connected.set(0)
             logger.warning("Kafka unreachable (%r); retrying in %.1fs", error, delay)
+            with suppress(Exception):
+                await results.stop()
             with suppress(Exception):
                 await broker.stop()
             await asyncio.sleep(delay)

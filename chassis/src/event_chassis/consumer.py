@@ -28,7 +28,6 @@ from typing import Any
 from aiokafka import TopicPartition
 from faststream.kafka import KafkaMessage
 from faststream.kafka.annotations import KafkaMessage as Message
-from faststream.kafka.publisher import DefaultPublisher
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, SkipValidation
@@ -37,6 +36,7 @@ from ._faststream import aiokafka_consumer
 from .dead_letter import UNDECODABLE_HEADERS, DeadLetters
 from .metrics import MessagingMetrics
 from .rebalance import InFlight
+from .results import Results
 from .retry import PoisonMessageError, RetryPolicy
 from .tracing import extract, inject, messaging_attributes
 
@@ -84,7 +84,8 @@ class MessagePipeline:
         handler: Handler,
         types: EventTypes,
         retry: RetryPolicy,
-        results: DefaultPublisher | None,
+        results: Results,
+        output: str | None,
         dead_letters: DeadLetters,
         tracer: trace.Tracer,
         metrics: MessagingMetrics,
@@ -96,6 +97,7 @@ class MessagePipeline:
         self.consumed = types.consumed
         self.retry = retry
         self.results = results
+        self.output = output
         self.dead_letters = dead_letters
         self.tracer = tracer
         self.metrics = metrics
@@ -107,6 +109,19 @@ class MessagePipeline:
 
     async def process(self, record: Any) -> Awaitable[Any] | None:
         """Handle `record`; returns the delivery of its result, if there is one."""
+        with self.tracer.start_as_current_span(
+            self.span_name, context=extract(record.headers), kind=SpanKind.CONSUMER
+        ) as span:
+            if span.is_recording():  # the attributes cost only for sampled messages
+                span.set_attributes(self.message_attributes(record))
+            result = await self._outcome(record, span)
+            if result is None or self.output is None:
+                return None
+            headers = inject({"content-type": JSON})
+            value = result.model_dump_json().encode()
+            return await self.results.send(self.output, value, record.key, headers)
+
+    def message_attributes(self, record: Any) -> dict[str, Any]:
         attributes = {
             **self.attributes,
             "messaging.destination.partition.id": str(record.partition),
@@ -115,24 +130,7 @@ class MessagePipeline:
         }
         if record.key is not None:
             attributes["messaging.kafka.message.key"] = record.key.decode(errors="replace")
-        with self.tracer.start_as_current_span(
-            self.span_name,
-            context=extract(record.headers),
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-        ) as span:
-            result = await self._outcome(record, span)
-            if result is None or self.results is None:
-                return None
-            headers = inject({"content-type": JSON})
-            delivery: Any = await self.results.publish(
-                result.model_dump_json().encode(), key=record.key, headers=headers, no_confirm=True
-            )
-            if inspect.isawaitable(delivery):
-                return delivery
-            delivered = asyncio.get_running_loop().create_future()  # in-memory test broker
-            delivered.set_result(delivery)
-            return delivered
+        return attributes
 
     async def _outcome(self, record: Any, span: trace.Span) -> BaseModel | None:
         """The handler's result; None if there is none or the record was dead-lettered."""
@@ -189,7 +187,7 @@ class BatchConsumer:
         metrics, labels = pipeline.metrics, (pipeline.topic, pipeline.group)
         self.consumed = metrics.consumed.labels(*labels)
         self.duration = metrics.batch_duration.labels(*labels)
-        self.sent = metrics.sent.labels(pipeline.results.topic) if pipeline.results else None
+        self.sent = metrics.sent.labels(pipeline.output) if pipeline.output else None
         self.lag = metrics.lag
 
     async def handle(self, message: KafkaMessage) -> None:

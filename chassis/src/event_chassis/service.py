@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, FastAPI
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
-from faststream.kafka.publisher import DefaultPublisher
 from faststream.specification import AsyncAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel
@@ -39,6 +38,7 @@ from .dead_letter import BinaryHeaderGuard, DeadLetters
 from .discovery import ConsulFactory, ConsulRegistration, consul_client
 from .publishing import Publisher
 from .rebalance import FinishBatchOnRevoke, InFlight
+from .results import Results
 from .retry import RetryPolicy
 from .settings import ServiceSettings
 
@@ -68,6 +68,7 @@ class Service:
         self.broker.include_router(self.consumers)
         self.subscribers: list[Any] = []  # FastStream's batch subscribers
         self.published_topics: list[str] = [settings.dead_letter_topic]
+        self.results = Results(settings)
         self.dead_letters = DeadLetters(
             self.broker.publisher(
                 settings.dead_letter_topic,
@@ -114,7 +115,8 @@ class Service:
                 max_retries=settings.handler_max_retries,
                 backoff_seconds=settings.handler_retry_backoff_seconds,
             ),
-            results=self._results(publish_to, types.produced),
+            results=self.results,
+            output=self._declare_results(publish_to, types.produced),
             dead_letters=self.dead_letters,
             tracer=self.tracer,
             metrics=self.metrics,
@@ -204,22 +206,27 @@ class Service:
             with suppress(asyncio.CancelledError):
                 await connecting
             await self.monitor.stop()
+            await self.results.stop()
             await self.broker.stop()
             self.tracer_provider.shutdown()
 
     async def _connect(self) -> None:
-        await broker.connect(self.broker, self.readiness, self.metrics.kafka_connected)
+        await broker.connect(
+            self.broker, self.results, self.readiness, self.metrics.kafka_connected
+        )
         self.monitor.start()
 
     # -- wiring
 
-    def _results(
-        self, topic: str | None, schema: type[BaseModel] | None
-    ) -> DefaultPublisher | None:
+    def _declare_results(self, topic: str | None, schema: type[BaseModel] | None) -> str | None:
         if topic is None:
             return None
         self.published_topics.append(topic)
-        return self.broker.publisher(topic, schema=schema, description="Results of the handler.")
+        documented = self.broker.publisher(
+            topic, schema=schema, description="Results of the handler."
+        )
+        self.results.declare(topic, documented)
+        return topic
 
     def _create_app(self) -> FastAPI:
         settings = self.settings

@@ -65,6 +65,7 @@ class TestService:
 
     def __init__(self, service: Service) -> None:
         self.service = service
+        service.results.in_memory = True  # the in-memory broker carries FastStream's only
         self.spans = InMemorySpanExporter()
         service.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self._published: dict[str, list[Published]] = defaultdict(list)

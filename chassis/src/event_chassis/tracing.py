@@ -94,11 +94,11 @@ def create_tracer_provider(settings: ServiceSettings) -> TracerProvider:
     return provider
 
 
-def extract(headers: Iterable[tuple[str, bytes | None]]) -> Context:
-    """The producer's trace context from a Kafka record's headers."""
+def extract(headers: Iterable[tuple[str, bytes | None]]) -> Context | None:
+    """The producer's trace context from a Kafka record's headers (None: there is none)."""
     fields = propagate.get_global_textmap().fields
     carrier = {name: (value or b"").decode() for name, value in headers if name in fields}
-    return propagate.extract(carrier)
+    return propagate.extract(carrier) if carrier else None
 
 
 def inject(headers: dict[str, str]) -> dict[str, str]:

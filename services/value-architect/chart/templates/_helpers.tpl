@@ -1,0 +1,68 @@
+{{/* Platform-owned: from the service template; `cruft update` merges template changes here. */}}
+
+{{/* The chart's name, or nameOverride. */}}
+{{- define "service.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The objects' name: the release's, unless it lacks the chart's name. */}}
+{{- define "service.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "service.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "service.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "service.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "service.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: event-service
+app.kubernetes.io/part-of: event-platform
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "service.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "service.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The most replicas worth running: together they run one consumer per partition at most. */}}
+{{- define "service.maxReplicas" -}}
+{{- $partitions := int .Values.kafka.partitions }}
+{{- $workers := int .Values.kafka.consumerWorkers }}
+{{- $max := int (.Values.autoscaling.maxReplicas | default (max 1 (div $partitions $workers))) }}
+{{- if gt (mul $max $workers) $partitions }}
+{{- fail (printf "autoscaling.maxReplicas (%d) x kafka.consumerWorkers (%d) is above kafka.partitions (%d): consumers beyond the partitions of %s would sit idle" $max $workers $partitions .Values.kafka.consumesTopic) }}
+{{- end }}
+{{- $max }}
+{{- end }}
+
+{{/* The topics the service declares: consumed, produced, dead letters. */}}
+{{- define "service.topics" -}}
+{{- $topics := list .Values.kafka.consumesTopic .Values.kafka.producesTopic .Values.kafka.deadLetterTopic }}
+{{- without $topics .Values.topics.exclude | uniq | toJson }}
+{{- end }}
+
+{{/* A KafkaTopic's object name: the topic's own when it is a valid one, else made valid and unique. */}}
+{{- define "service.topicObjectName" -}}
+{{- if regexMatch "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$" . }}
+{{- . }}
+{{- else }}
+{{- printf "%s-%s" (lower . | replace "_" "-" | trunc 200 | trimAll "-.") (sha256sum . | trunc 8) }}
+{{- end }}
+{{- end }}
