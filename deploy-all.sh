@@ -89,6 +89,10 @@ step() {
     --services-dir "$SERVICES_DIR" "$@"
 }
 
+compose_infra() {
+  docker compose --project-directory "$ROOT" -f "$INFRA_COMPOSE" "$@"
+}
+
 compose() {
   local files=(-f "$INFRA_COMPOSE")
   if [[ -f "$SERVICES_COMPOSE" ]]; then
@@ -142,6 +146,22 @@ check_prerequisites() {
     command -v "$tool" >/dev/null 2>&1 \
       || die "$tool is needed once to build the native servers (Java 17, Maven, Go)"
   done
+}
+
+# Docker only: every image the infrastructure runs is here or can be pulled; if not,
+# stop before anything starts and name the missing ones.
+check_images() {
+  log "checking the infrastructure's images (pulling missing ones)"
+  local images image missing=()
+  # Only the image names are read here, before .env exists: any password will do.
+  images="$(GRAFANA_ADMIN_PASSWORD="${GRAFANA_ADMIN_PASSWORD:-unused}" compose_infra config --images)"
+  for image in $images "$DECK_IMAGE"; do
+    docker image inspect "$image" >/dev/null 2>&1 && continue
+    docker pull --quiet "$image" >/dev/null 2>&1 || missing+=("$image")
+  done
+  if ((${#missing[@]} > 0)); then
+    die "images missing that cannot be pulled: ${missing[*]} (no registry reachable? ./deploy-all.sh --native needs no Docker)"
+  fi
 }
 
 # The tools' virtualenv, and the chassis wheel the services here install (chassis/).
@@ -205,7 +225,10 @@ start_services() {
   log "starting the services"
   if [[ "$MODE" == docker ]]; then
     step compose --out "$SERVICES_COMPOSE"
-    compose up --detach --build --wait
+    # The images install the chassis built here (.wheels), served to pip on loopback.
+    step with-wheels -- docker compose --project-directory "$ROOT" \
+      -f "$INFRA_COMPOSE" -f "$SERVICES_COMPOSE" build
+    compose up --detach --wait
   else
     step start --state-dir "$STATE_DIR"
   fi
@@ -231,6 +254,9 @@ print_access_points() {
 
 cmd_up() {
   check_prerequisites
+  if [[ "$MODE" == docker ]]; then
+    check_images
+  fi
   ensure_venv
   if [[ "$MODE" == docker ]]; then
     ensure_env_file

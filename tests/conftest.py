@@ -23,8 +23,9 @@ sys.path.insert(0, str(REPO / "infrastructure"))  # platform_deploy
 from platform_native import servers  # noqa: E402
 
 # The report of what the reliability tests measured (see tests/report.py); pytester
-# runs pytest inside the tests of that report.
-pytest_plugins = ["pytester", "tests.report"]
+# runs pytest inside the tests of that report. The `docker` fixture: a private
+# Docker engine (tests/docker_harness.py).
+pytest_plugins = ["pytester", "tests.report", "tests.docker_harness"]
 
 
 @dataclass

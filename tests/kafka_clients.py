@@ -1,11 +1,17 @@
-"""One record through Kafka with plain aiokafka, as a service's client would send it."""
+"""Plain aiokafka clients for the tests: one record through Kafka, as a service's client
+would send it; a topic read back, its end offsets, a group's committed offsets."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+PARTITIONS = 3  # of the topics the tests create
 
 
 async def produce_and_consume(topic: str, payload: bytes, **client: Any) -> bytes:
@@ -27,3 +33,67 @@ async def produce_and_consume(topic: str, payload: bytes, **client: Any) -> byte
         await consumer.stop()
     assert record.value is not None
     return bytes(record.value)
+
+
+def read_until(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    timeout: float,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read `topic` from the beginning until `done(records)` or the timeout."""
+
+    async def run() -> list[ConsumerRecord[bytes, bytes]]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        try:
+            records: list[ConsumerRecord[bytes, bytes]] = []
+            deadline = time.monotonic() + timeout
+            while not done(records) and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                records += [record for batch in batches.values() for record in batch]
+            return records
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> dict[int, int]:
+    """The end offset of each partition of `topic` (how many records each holds)."""
+
+    async def run() -> dict[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            wanted = [TopicPartition(topic, p) for p in range(partitions)]
+            ends = await consumer.end_offsets(wanted)
+            return {tp.partition: offset for tp, offset in ends.items()}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def committed(
+    bootstrap: str, group: str, topic: str, partitions: int = PARTITIONS
+) -> dict[int, int]:
+    """The consumer group's committed offsets (-1: nothing committed)."""
+
+    async def run() -> dict[int, int]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            result = {}
+            for p in range(partitions):
+                offset = await consumer.committed(TopicPartition(topic, p))
+                result[p] = -1 if offset is None else offset
+            return result
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())

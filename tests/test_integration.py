@@ -35,6 +35,7 @@ from platform_native.services import (
 from . import jaeger
 from .conftest import REPO, Platform
 from .jaeger import get_json
+from .polling import eventually
 from .rendering import render, wheelhouse
 from .telemetry import eventually
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -39,6 +39,7 @@ from platform_native.services import ServiceInfo, ServiceProcess, install, wait_
 
 from . import jaeger, report
 from .conftest import Platform
+from .kafka_clients import committed, end_offsets, read_until
 from .rendering import render, wheelhouse
 
 pytestmark = pytest.mark.reliability
@@ -220,66 +221,6 @@ def produce(
             Sent(key, value, meta.partition, meta.offset, meta.timestamp / 1000)
             for (key, value), meta in zip(messages, metadata, strict=True)
         ]
-
-    return asyncio.run(run())
-
-
-def read_until(
-    bootstrap: str,
-    topic: str,
-    done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
-    timeout: float,
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read `topic` from the beginning until `done(records)` or the timeout."""
-
-    async def run() -> list[ConsumerRecord[bytes, bytes]]:
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-        )
-        await consumer.start()
-        try:
-            records: list[ConsumerRecord[bytes, bytes]] = []
-            deadline = time.monotonic() + timeout
-            while not done(records) and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-                records += [record for batch in batches.values() for record in batch]
-            return records
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
-
-
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    async def run() -> dict[int, int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        await consumer.start()
-        try:
-            partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-            ends = await consumer.end_offsets(partitions)
-            return {tp.partition: offset for tp, offset in ends.items()}
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
-
-
-def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The consumer group's committed offsets (-1: nothing committed)."""
-
-    async def run() -> dict[int, int]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            result = {}
-            for p in range(PARTITIONS):
-                offset = await consumer.committed(TopicPartition(topic, p))
-                result[p] = -1 if offset is None else offset
-            return result
-        finally:
-            await consumer.stop()
 
     return asyncio.run(run())
 

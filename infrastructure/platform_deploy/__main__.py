@@ -4,6 +4,7 @@ python -m platform_deploy topics    --bootstrap 127.0.0.1:9094
 python -m platform_deploy kong      --out infrastructure/kong/kong.generated.yml
 python -m platform_deploy kong-load --admin http://127.0.0.1:8001      # Docker
 python -m platform_deploy compose   --out .platform/docker-compose.services.yml
+python -m platform_deploy with-wheels -- docker compose ... build   # Docker
 python -m platform_deploy start     --state-dir .platform              # native
 python -m platform_deploy stop      --state-dir .platform
 python -m platform_deploy wait      --consul 127.0.0.1:8500
@@ -28,6 +29,7 @@ from platform_deploy import (
     native_services,
     new,
     topics,
+    wheelhouse,
 )
 from platform_deploy.discovery import REPO
 from platform_native import progress
@@ -62,6 +64,12 @@ def cmd_compose(args: argparse.Namespace) -> int:
     count = compose.write(args.services_dir, args.out)
     progress.say(f"    compose: {count} services in {args.out}")
     return 0
+
+
+def cmd_with_wheels(args: argparse.Namespace) -> int:
+    """Run a command (an image build) with the chassis wheels served as PIP_FIND_LINKS."""
+    command = args.command_line[1:] if args.command_line[:1] == ["--"] else args.command_line
+    return wheelhouse.run_with_wheels(args.wheels, command)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -140,6 +148,11 @@ def parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("compose", help=cmd_compose.__doc__)
     sub.add_argument("--out", type=Path, required=True)
     sub.set_defaults(func=cmd_compose)
+
+    sub = commands.add_parser("with-wheels", help=cmd_with_wheels.__doc__)
+    sub.add_argument("--wheels", type=Path, default=REPO / ".wheels")
+    sub.add_argument("command_line", nargs=argparse.REMAINDER, help="-- command ...")
+    sub.set_defaults(func=cmd_with_wheels)
 
     for name, func in (("start", cmd_start), ("stop", cmd_stop)):
         sub = commands.add_parser(name, help=func.__doc__)

@@ -11,6 +11,19 @@ import yaml
 from platform_deploy.discovery import discover
 
 HEADER = "# Written by ./deploy-all.sh from services/*/pyproject.toml; do not edit.\n"
+# pip's usual settings reach the image's build stage as build arguments, each taken
+# from the environment when set (./deploy-all.sh serves the chassis wheel as
+# PIP_FIND_LINKS on loopback, hence the host network for the build).
+PIP_BUILD_ARGS = [
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_TRUSTED_HOST",
+    "PIP_CERT",
+]
+# Longer than the chassis' SHUTDOWN_GRACE_SECONDS (15 s): Docker's default of 10 s
+# would SIGKILL a service still finishing its batches in flight.
+STOP_GRACE_PERIOD = "20s"
 
 
 def _project_version(directory: Path) -> str:
@@ -22,9 +35,10 @@ def services_compose(services_dir: Path) -> dict[str, Any]:
     services: dict[str, Any] = {}
     for info in discover(services_dir):
         services[info.name] = {
-            "build": {"context": str(info.directory)},
+            "build": {"context": str(info.directory), "network": "host", "args": PIP_BUILD_ARGS},
             "image": f"event-platform/{info.name}:{_project_version(info.directory)}",
             "restart": "unless-stopped",
+            "stop_grace_period": STOP_GRACE_PERIOD,
             "environment": {
                 "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
                 "CONSUL_HTTP_ADDR": "http://consul:8500",

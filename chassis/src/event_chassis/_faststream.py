@@ -2,16 +2,21 @@
 
 Everything else uses FastStream's public API (subscribers, publishers,
 `message.ack()`/`nack()`, `subscriber.stop()` with the broker's
-`graceful_timeout`, `BaseMiddleware.on_receive`). What is here is checked by
-`verify()` when a service is built, so a FastStream release that changes it
-fails loudly at start-up (and in the chassis' tests against the real objects)
-instead of silently switching a feature off.
+`graceful_timeout`, `BaseMiddleware.on_receive`). Here: the consumer behind a
+message, and the broker's producer, replaced by one that closes aiokafka's
+producer when Kafka refuses it. What is here is checked (by `verify()` when a
+service is built, and when the producer is replaced), so a FastStream release
+that changes it fails loudly at start-up (and in the chassis' tests against the
+real objects) instead of silently switching a feature off.
 """
 
 import inspect
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
+from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
 
 
 class FastStreamChangedError(RuntimeError):
@@ -26,6 +31,35 @@ def aiokafka_consumer(message: KafkaMessage) -> AIOKafkaConsumer | None:
     """
     consumer = message.consumer
     return consumer if isinstance(consumer, AIOKafkaConsumer) else None
+
+
+class _ProducerClosedWhenStartFails(AioKafkaFastProducerImpl):
+    """FastStream's producer, which also closes aiokafka's producer when Kafka refuses it.
+
+    FastStream creates aiokafka's producer in `broker.start()` and drops it unclosed
+    when its `start()` fails, so every retry while Kafka is down (and the shut-down)
+    logged `Unclosed AIOKafkaProducer` at ERROR.
+    """
+
+    __slots__ = ()
+
+    async def connect(self, producer: AIOKafkaProducer, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().connect(producer, *args, **kwargs)
+        except BaseException:
+            await producer.stop()
+            raise
+
+
+def close_producer_when_start_fails(broker: KafkaBroker) -> None:
+    """Give `broker` (built without a parser or decoder of its own) the producer above."""
+    config = broker.config.broker_config
+    if not isinstance(config.producer, AioKafkaFastProducerImpl):
+        raise FastStreamChangedError(
+            "the KafkaBroker's producer is no longer FastStream's AioKafkaFastProducerImpl: "
+            "pin faststream<0.8 or update the chassis"
+        )
+    config.producer = _ProducerClosedWhenStartFails(parser=None, decoder=None)
 
 
 def verify() -> None:

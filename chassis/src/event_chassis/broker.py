@@ -11,7 +11,7 @@ from contextlib import suppress
 from faststream.kafka import KafkaBroker
 from prometheus_client import Gauge
 
-from . import clients
+from . import _faststream, clients
 from .health import KAFKA, Readiness
 from .results import Results
 from .security import kafka_security
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def create_broker(settings: ServiceSettings) -> KafkaBroker:
-    return KafkaBroker(
+    kafka = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=settings.service_id,
         security=kafka_security(settings),
@@ -33,6 +33,8 @@ def create_broker(settings: ServiceSettings) -> KafkaBroker:
         logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,
     )
+    _faststream.close_producer_when_start_fails(kafka)
+    return kafka
 
 
 async def connect(
