@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
-def eventually(check: Any, timeout: float = 30.0, interval: float = 0.5) -> Any:
+def eventually(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.5) -> T:
     """Call `check` until it returns something truthy; return that (or the last falsy value)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,16 +17,6 @@ from platform_native.servers import VictoriaLogs
 
 T = TypeVar("T")
 ANSI = re.compile(r"\x1b\[")
-
-
-def eventually(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.5) -> T:
-    """Call `check` until it returns something truthy; return the last answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
 
 
 def logs_of_trace(store: VictoriaLogs, trace_id: str) -> list[dict[str, Any]]:

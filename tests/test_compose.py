@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -186,6 +187,9 @@ def test_the_services_go_up_against_the_native_platform_and_down_leaves_nothing(
         entries = httpx.get(f"{consul}/v1/health/service/{name}?passing=true").json()
         return [entry["Service"]["ID"] for entry in entries]
 
+    def registered(name: str, instance: str) -> bool:
+        return instance in instances(name)
+
     try:
         up = docker(
             *compose, "up", "--detach", "--build", "--wait", env=docker.build_env(), timeout=1800
@@ -193,7 +197,7 @@ def test_the_services_go_up_against_the_native_platform_and_down_leaves_nothing(
         running = docker("ps", "--filter", label, "--format", "{{.Names}} {{.Status}}").stdout
         for name in names:
             wanted = f"{name}-{env[name]['SERVICE_INSTANCE_ID']}"
-            assert eventually(lambda n=name, w=wanted: w in instances(n), 120), up.stderr
+            assert eventually(partial(registered, name, wanted), 120), up.stderr
         assert running.count("(healthy)") == len(names), running
     finally:
         down = docker(*compose, "down", "--volumes", "--remove-orphans", check=False)

@@ -37,7 +37,6 @@ from .conftest import REPO, Platform
 from .jaeger import get_json
 from .polling import eventually
 from .rendering import render, wheelhouse
-from .telemetry import eventually
 
 pytestmark = pytest.mark.infra
 

@@ -32,9 +32,9 @@ from platform_native.services import ServiceInfo, ServiceProcess, install, wait_
 
 from . import jaeger
 from .conftest import Platform
+from .polling import eventually
 from .rendering import render, wheelhouse
 from .telemetry import (
-    eventually,
     json_line_problems,
     logs_of_trace,
     services_of,

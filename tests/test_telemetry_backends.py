@@ -40,8 +40,9 @@ from platform_native.services import ServiceInfo, ServiceProcess, install
 
 from . import report
 from .conftest import Platform
+from .polling import eventually
 from .rendering import render, wheelhouse
-from .telemetry import eventually, json_line_problems
+from .telemetry import json_line_problems
 
 pytestmark = pytest.mark.reliability
 
