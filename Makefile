@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 WHEELS := .wheels
 CHASSIS_SOURCES := $(shell find chassis/src chassis/pyproject.toml chassis/README.md -type f -not -path '*/__pycache__/*')
 
-.PHONY: test test-fast report bench wheels servers alert-rules clean
+.PHONY: test test-fast report bench cold-test wheels servers alert-rules clean
 
 test: $(VENV)/.installed $(WHEELS)/.built
 	$(PY) -m pytest
@@ -21,6 +21,9 @@ report: $(VENV)/.installed $(WHEELS)/.built  ## one run of the reliability suite
 
 bench: $(VENV)/.installed $(WHEELS)/.built  ## writes docs/benchmarks.{md,json}; not part of `make test`
 	$(PY) bench/run.py
+
+cold-test: $(VENV)/.installed  ## times `make test` in a fresh clone with every cache empty: docs/cold-test.md
+	$(PY) bench/cold.py
 
 wheels: $(WHEELS)/.built  ## the chassis wheel that services in this repository install
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from platform_native import versions
+
 from .conftest import REPO
 
 pytestmark = pytest.mark.infra
@@ -37,7 +39,7 @@ def template_hash() -> str:
 
 
 def installed_services_dir() -> Path:
-    cache = Path.home() / ".cache" / "event-platform" / "bench-services"
+    cache = versions.cache_dir() / "bench-services"
     current = cache / template_hash()
     if cache.exists():
         for stale in cache.iterdir():
@@ -59,14 +61,20 @@ def test_bench_harness_writes_both_documents(tmp_path: Path) -> None:
         "BENCH_SERVICES": str(installed_services_dir()),
         "CONSUL_CHECK_INTERVAL": "1s",  # the services pass sooner; the default is 5 s
     }
-    result = subprocess.run(
+    bench = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "run.py")],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
     )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    try:
+        stdout, stderr = bench.communicate(timeout=900)
+    finally:
+        if bench.poll() is None:  # SIGTERM: the bench stops the servers it started
+            bench.terminate()
+            stdout, stderr = bench.communicate(timeout=60)
+    assert bench.returncode == 0, stdout[-4000:] + stderr[-4000:]
     figures = json.loads((tmp_path / "benchmarks.json").read_text())
     assert figures["throughput_ratio_vs_aiokafka"] > 0
     assert figures["throughput_ratio_full_sampling_vs_aiokafka"] > 0
