@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import random
 import signal
 import socket
 import threading
@@ -31,32 +32,56 @@ class ProcessError(RuntimeError):
 # ------------------------------------------------------------------------ ports
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _candidates() -> list[int]:
+    """Ports to try, in random order, outside the ephemeral range when there is room.
+
+    A port the kernel hands out for ``bind(0)`` comes from the ephemeral range, the
+    same range every outgoing connection takes its local port from; a Kafka client
+    connecting between our pick and the server's bind can take it ("address already
+    in use"). Ports below (or above) that range are never taken that way.
+    """
+    low, high = _ephemeral_range()
+    outside = [*range(10000, low), *range(high + 1, 65536)]
+    ports = outside if len(outside) > 1000 else list(range(1024, 65536))
+    return random.sample(ports, len(ports))
+
+
 def free_ports(count: int, *, udp: bool = False) -> list[int]:
     """Return ``count`` distinct ports that are free on 127.0.0.1.
 
-    The kernel picks them (bind to port 0); all sockets stay open until every
-    port is chosen so the same port is never returned twice. With ``udp`` the
-    port must also be free for UDP (Consul's DNS and Serf use both).
+    All sockets stay open until every port is chosen, so the same port is never
+    returned twice. With ``udp`` the port must also be free for UDP (Consul's
+    DNS and Serf use both).
     """
     held: list[socket.socket] = []
     ports: list[int] = []
     try:
-        while len(ports) < count:
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(tcp)
-            tcp.bind((HOST, 0))
-            port = int(tcp.getsockname()[1])
-            if udp:
-                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                held.append(probe)
-                try:
-                    probe.bind((HOST, port))
-                except OSError:
-                    continue
+        for port in _candidates():
+            if len(ports) == count:
+                break
+            kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if udp else (socket.SOCK_STREAM,)
+            try:
+                for kind in kinds:
+                    sock = socket.socket(socket.AF_INET, kind)
+                    held.append(sock)
+                    sock.bind((HOST, port))
+            except OSError:
+                continue
             ports.append(port)
     finally:
         for sock in held:
             sock.close()
+    if len(ports) < count:
+        raise OSError(f"no {count} free ports on {HOST}")
     return ports
 
 
