@@ -15,6 +15,12 @@ VARIANTS = {
     "aiokafka": "bare aiokafka loop",
 }
 
+STEPS = {
+    "post_to_request": "POST to request",
+    "request_to_result": "request to result",
+    "result_to_audit": "result to audit",
+}
+
 
 def time_render(directory: Path) -> float:
     started = time.perf_counter()
@@ -86,6 +92,21 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| handled at {rate}/s, {label} | | | | | "
                 f"{figures['received']} of {figures['sent']} |"
             )
+    lines += [
+        "",
+        "Where the time goes: the median of each step of a request's way, from the records'",
+        "own timestamps (each set by its producer as it sends): `POST` to the request's record",
+        "(HTTP and the produce call), request to result (the first consumer's fetch, handler and",
+        "produce call), result to audit (the second's). Medians of the repeats' p50s, ms.",
+        "",
+        "| p50 ms | " + " | ".join(STEPS.values()) + " |",
+        "|---|" + "---|" * len(STEPS),
+    ]
+    for rate in (low, high):
+        for kind, label in (("service", "generated services"), ("aiokafka", "bare chain")):
+            figures = r["latency"][rate][kind]
+            cells = (str(figures[f"p50_ms_{step}"]["median"]) for step in STEPS)
+            lines.append(f"| {label} at {rate}/s | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Start-up, memory, rendering",

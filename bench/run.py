@@ -65,6 +65,7 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 MAX_REPEATS = int(os.environ.get("BENCH_MAX_REPEATS", "7"))
 RATES = (int(os.environ.get("BENCH_RATE", "200")), int(os.environ.get("BENCH_HIGH_RATE", "800")))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
+SPLIT_STEPS = tuple(report.STEPS)  # a request's way: POST, request, result, audit records
 SERVICES = os.environ.get("BENCH_SERVICES", "")
 PROFILE = os.environ.get("BENCH_PROFILE", "")
 PARTITIONS = 3
@@ -177,8 +178,8 @@ class Bench:
 
     # -- latency
 
-    def service_chain(self) -> tuple[list[ServiceProcess], str, str, dict[str, float]]:
-        """value-architect and value-auditor, started; their URL, last topic and start-up."""
+    def service_chain(self) -> tuple[list[ServiceProcess], str, list[str], dict[str, float]]:
+        """value-architect and value-auditor, started; their URL, topics and start-up."""
         topics = {t: PARTITIONS for info, _ in self.services.values() for t in info.topics}
         self.kafka.create_topics(list(topics), partitions=PARTITIONS)
         processes, startup = [], {}
@@ -188,9 +189,10 @@ class Bench:
             processes.append(process)
             wait_until_passing(self.consul.http_addr, name, process=process)
             startup[name] = time.perf_counter() - began
-        return processes, processes[0].url, "value-model.audited", startup
+        hops = [f"value-model.{t}" for t in ("requested", "created", "audited")]
+        return processes, processes[0].url, hops, startup
 
-    def bare_chain(self) -> tuple[list[subprocess.Popen[bytes]], str, str]:
+    def bare_chain(self) -> tuple[list[subprocess.Popen[bytes]], str, list[str]]:
         prefix = f"bench-chain-{uuid.uuid4().hex[:6]}"
         requested, created, audited = (f"{prefix}.{t}" for t in ("requested", "created", "audited"))
         self.kafka.create_topics([requested, created, audited], partitions=PARTITIONS)
@@ -211,43 +213,59 @@ class Bench:
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        return processes, url, audited
+        return processes, url, [requested, created, audited]
 
     def latency(self, kind: str, rate: int) -> dict[str, Any]:
-        """POSTs at `rate`/s for SECONDS; ms from each POST until its audit is in Kafka."""
+        """POSTs at `rate`/s for SECONDS; ms from each POST until its audit is in Kafka.
+
+        Also where the time goes, from the records' own timestamps (each set by its
+        producer when it sends): POST to the request's record (HTTP and the produce
+        call), request to result (the first consumer's fetch, handler and produce call),
+        result to audit (the second's).
+        """
         startup: dict[str, float] = {}
         if kind == "service":
-            services, url, last, startup = self.service_chain()
+            services, url, hops, startup = self.service_chain()
             processes = [service.process for service in services if service.process]
         else:
-            processes, url, last = self.bare_chain()
+            processes, url, hops = self.bare_chain()
         idle = rss_mib(processes[0].pid)
+        stamps: dict[str, dict[str, int]] = {topic: {} for topic in hops}
         try:
             time.sleep(2)  # every consumer in its group
             sent = asyncio.run(self._send(url, rate))
-            received: dict[str, int] = {}
-            asyncio.run(
-                read(
-                    self.kafka.bootstrap,
-                    last,
-                    len(sent),
-                    120,
-                    lambda r: received.__setitem__(r.key.decode(), r.timestamp),
-                    done=lambda: all(key in received for key in sent),
-                )
-            )
+            for topic in reversed(hops):  # the audits first: they are the last to arrive
+                asyncio.run(self._stamps(topic, set(sent), stamps[topic]))
         finally:
             for process in processes:  # SIGTERM, then SIGKILL after the grace: both alike
                 stop_process_group(process.pid, timeout=30)
                 process.wait()
-        latencies = sorted(float(received[key] - sent[key]) for key in sent if key in received)
+        requested, created, audited = (stamps[topic] for topic in hops)
+        latencies = sorted(float(audited[key] - sent[key]) for key in sent if key in audited)
+        whole = [key for key in sent if key in audited and key in created and key in requested]
+        way = (sent, requested, created, audited)
+        split = {
+            step: percentile(sorted(float(end[key] - start[key]) for key in whole), 50)
+            for step, start, end in zip(SPLIT_STEPS, way[:-1], way[1:], strict=True)
+        }
         return {
             "sent": len(sent),
             "received": len(latencies),
             **{f"p{p}": percentile(latencies, p) for p in (50, 95, 99)},
+            **{f"split_p50_{step}": ms for step, ms in split.items()},
             "startup_s": startup.get("value-architect"),
             "rss_mib_idle": idle,
         }
+
+    async def _stamps(self, topic: str, keys: set[str], into: dict[str, int]) -> None:
+        """Each of `keys`' record timestamps in `topic`, into `into`."""
+
+        def seen(record: Any) -> None:
+            into[record.key.decode()] = record.timestamp
+
+        await read(
+            self.kafka.bootstrap, topic, len(keys), 120, seen, done=lambda: keys <= into.keys()
+        )
 
     async def _send(self, url: str, rate: int) -> dict[str, int]:
         sent: dict[str, int] = {}
@@ -370,6 +388,10 @@ def main() -> int:
             rate: {
                 kind: {f"p{p}_ms": summary([r[f"p{p}"] for r in values]) for p in (50, 95, 99)}
                 | {"sent": [r["sent"] for r in values], "received": [r["received"] for r in values]}
+                | {
+                    f"p50_ms_{step}": summary([r[f"split_p50_{step}"] for r in values])
+                    for step in SPLIT_STEPS
+                }
                 for kind, values in kinds.items()
             }
             for rate, kinds in latency.items()

@@ -3,20 +3,23 @@
 Everything else uses FastStream's public API (subscribers, publishers,
 `message.ack()`/`nack()`, `subscriber.stop()` with the broker's
 `graceful_timeout`, `BaseMiddleware.on_receive`). Here: the consumer behind a
-message, and the broker's producer, replaced by one that closes aiokafka's
-producer when Kafka refuses it. What is here is checked (by `verify()` when a
+message, the broker's producer, replaced by one that closes aiokafka's
+producer when Kafka refuses it, and a batch subscriber's fetch, replaced by one
+that does not sleep after an empty poll. What is here is checked (by `verify()` when a
 service is built, and when the producer is replaced), so a FastStream release
 that changes it fails loudly at start-up (and in the chassis' tests against the
 real objects) instead of silently switching a feature off.
 """
 
 import inspect
+from itertools import chain
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 
 
 class FastStreamChangedError(RuntimeError):
@@ -60,6 +63,30 @@ def close_producer_when_start_fails(broker: KafkaBroker) -> None:
             "pin faststream<0.8 or update the chassis"
         )
     config.producer = _ProducerClosedWhenStartFails(parser=None, decoder=None)
+
+
+def fetch_without_idle_sleep(subscriber: object) -> None:
+    """Make a batch subscriber hand over records the moment they arrive.
+
+    FastStream's `BatchSubscriber.get_msg` calls aiokafka's `getmany(timeout_ms)`,
+    which already waits up to that long for records and returns as soon as some
+    arrive, and then, when it got none, sleeps as long again. A record that comes
+    during that sleep waits for it: up to `batch_timeout_ms` (50 ms) a hop at low
+    load, the largest part of a request's latency through two services. Without the
+    sleep an idle consumer still wakes only once per `batch_timeout_ms`.
+    """
+    if not isinstance(subscriber, BatchSubscriber) or "get_msg" not in vars(BatchSubscriber):
+        raise FastStreamChangedError(
+            f"{type(subscriber).__name__} is not FastStream's BatchSubscriber with its own "
+            "get_msg: pin faststream<0.8 or update the chassis"
+        )
+    timeout_ms, max_records = subscriber.batch_timeout_ms, subscriber.max_records
+
+    async def get_msg(consumer: AIOKafkaConsumer) -> tuple[Any, ...]:
+        fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return tuple(chain.from_iterable(fetched.values()))
+
+    subscriber.get_msg = get_msg  # type: ignore[method-assign]
 
 
 def verify() -> None:

@@ -148,6 +148,7 @@ class Service:
                 include_in_schema=worker == 0,
                 description=description or handler.__doc__,
             )
+            _faststream.fetch_without_idle_sleep(subscriber)
             subscriber(batch_handler(BatchConsumer(pipeline, in_flight), types.consumed))
             self.subscribers.append(subscriber)
 
