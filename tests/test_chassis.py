@@ -46,9 +46,15 @@ def test_unit_tests_pass(python: Path) -> None:
 
 
 @pytest.mark.infra
-def test_kafka_tests_pass_against_the_real_broker(python: Path, platform: Platform) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": platform.kafka.bootstrap}
-    output = run(pytest_args(python, "-m", "kafka"), CHASSIS, env=env)
+def test_kafka_and_consul_tests_pass_against_the_real_servers(
+    python: Path, platform: Platform
+) -> None:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": platform.kafka.bootstrap,
+        "CONSUL_HTTP_ADDR": f"http://{platform.consul.http_addr}",
+    }
+    output = run(pytest_args(python, "-m", "kafka or consul"), CHASSIS, env=env)
 
     assert " passed" in output
     assert "failed" not in output

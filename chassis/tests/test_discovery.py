@@ -30,6 +30,7 @@ class FakeConsul:
         self.services: dict[str, dict[str, Any]] = {}
         self.registrations: list[dict[str, Any]] = []
         self.deregistered: list[str] = []
+        self.checks_deregistered: list[str] = []
         self.tokens: list[str | None] = []
         self._runner: web.AppRunner | None = None
 
@@ -38,6 +39,7 @@ class FakeConsul:
         app.router.add_put("/v1/agent/service/register", self.register)
         app.router.add_put("/v1/agent/service/deregister/{service_id}", self.deregister)
         app.router.add_get("/v1/agent/services", self.list_services)
+        app.router.add_put("/v1/agent/check/deregister/{check_id}", self.deregister_check)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -59,6 +61,10 @@ class FakeConsul:
     async def deregister(self, request: web.Request) -> web.Response:
         self.deregistered.append(request.match_info["service_id"])
         self.services.pop(request.match_info["service_id"], None)
+        return web.json_response(True)
+
+    async def deregister_check(self, request: web.Request) -> web.Response:
+        self.checks_deregistered.append(request.match_info["check_id"])
         return web.json_response(True)
 
     async def list_services(self, request: web.Request) -> web.Response:
@@ -193,5 +199,6 @@ async def test_the_instance_registers_again_as_passing_the_moment_it_is_ready(
         await registration.stop()
 
     assert "status" not in {key.lower() for key in first["checks"][0]}
+    assert consul.checks_deregistered == [f"service:{consul_settings.service_id}"]
     [check] = consul.registrations[1]["checks"]
     assert check["Status"] == "passing"

@@ -9,6 +9,8 @@ Consul runs a new HTTP check only after a random part of its interval, so an
 instance registered at start would wait up to CONSUL_CHECK_INTERVAL before it
 gets traffic. Instead the instance registers again the moment it is ready,
 with its check passing from the start; Consul's check takes over from there.
+Consul keeps the status of a check that is registered again, so the critical
+check goes first.
 """
 
 import asyncio
@@ -31,10 +33,16 @@ PROMETHEUS_TAG = "prometheus"  # Prometheus' consul_sd_configs scrapes services 
 ConsulFactory = Callable[[ServiceSettings], Any]
 
 
+def check_id(settings: ServiceSettings) -> str:
+    """The instance's health check (Consul's own default for a service's one check)."""
+    return f"service:{settings.service_id}"
+
+
 def registration(settings: ServiceSettings, *, ready: bool = False) -> dict[str, Any]:
     """Keyword arguments for py-consul's `agent.service.register`."""
     address = settings.advertise_address
     check = {
+        "CheckID": check_id(settings),
         "http": f"http://{address}:{settings.http_port}/health/ready",
         "interval": settings.consul_check_interval,
         "timeout": "2s",
@@ -115,7 +123,11 @@ class ConsulRegistration:
         while True:
             try:
                 ready = self.readiness is not None and self.readiness.ready
-                if not await self._is_registered() or (ready and not registered_ready):
+                registered = await self._is_registered()
+                if registered and ready and not registered_ready:
+                    # Registered again, the check would keep its status (critical).
+                    await self._client.agent.check.deregister(check_id(self.settings))
+                if not registered or (ready and not registered_ready):
                     await self._client.agent.service.register(
                         **registration(self.settings, ready=ready)
                     )
