@@ -35,6 +35,18 @@ def row(name: str, figure: dict[str, Any]) -> str:
     )
 
 
+def image_lines(figures: dict[str, Any]) -> list[str]:
+    """The service's image, built by its CI workflow's step (bench/image.py)."""
+    if "not_measured" in figures:
+        return [f"The service's image was not measured: {figures['not_measured']}."]
+    return [
+        f"The service's image, built by its CI workflow's step in {figures['build_s']} s "
+        f"({figures['storage_driver']} storage): **{figures['image_mb']} MB** uncompressed, "
+        f"of which {figures['service_layers_mb']} MB above its base, {figures['base_image']} "
+        f"({figures['base_mb']} MB)."
+    ]
+
+
 def markdown(r: dict[str, Any]) -> str:
     t = r["throughput_msgs_per_s"]
     low, high = (str(rate) for rate in r["latency_rates_per_s"])
@@ -116,6 +128,8 @@ def markdown(r: dict[str, Any]) -> str:
         row("process start to passing in Consul (s)", r["startup_to_passing_s"]),
         row("RSS idle, generated service (MiB)", r["rss_mib_idle_service"]),
         row("render one service (s)", r["render_s"]),
+        "",
+        *image_lines(r["image"]),
         "",
         "## Methods: the client settings of every variant",
         "",

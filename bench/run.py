@@ -8,7 +8,8 @@ with the client settings of `event_chassis.clients` (bench/baselines.py). Repeat
 continue past BENCH_REPEATS while the aiokafka baseline's runs spread more than
 ±15 % (up to BENCH_MAX_REPEATS). Then latency through two services at two request
 rates, for the generated services and for the same chain in bare aiokafka
-(bench/chain.py); start-up; memory; render time. Writes docs/benchmarks.{json,md}
+(bench/chain.py); start-up; memory; render time; the service's image size
+(bench/image.py). Writes docs/benchmarks.{json,md}
 (BENCH_OUTPUT moves them), naming the commit and the chassis version.
 
 Sizes (the defaults are what `make bench` runs): BENCH_MESSAGES (100000),
@@ -35,11 +36,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "infrastructure" / "native")]
+sys.path[:0] = [str(REPO), str(REPO / "infrastructure"), str(REPO / "infrastructure" / "native")]
 
 import httpx  # noqa: E402
 
-from bench import report  # noqa: E402
+from bench import image, report  # noqa: E402
 from bench.measure import (  # noqa: E402
     PeakRss,
     percentile,
@@ -357,6 +358,8 @@ def main() -> int:
                         latency[str(rate)][kind].append(bench.latency(kind, rate))
                 progress(f"latency at {rate}/s done")
             renders = [report.time_render(workdir / f"r{i}") for i in range(3)]
+        progress("building the service's image")
+        built = image.measure(bench.architect.directory)
     low = latency[str(RATES[0])]
     result = {
         **provenance(),
@@ -411,6 +414,7 @@ def main() -> int:
             [r["rss_mib_idle"] for kinds in latency.values() for r in kinds["service"]]
         ),
         "render_s": summary(renders),
+        "image": built,
     }
     docs = Path(os.environ.get("BENCH_OUTPUT", REPO / "docs"))
     docs.mkdir(parents=True, exist_ok=True)

@@ -85,5 +85,6 @@ def test_bench_harness_writes_both_documents(tmp_path: Path) -> None:
             assert chain["received"] == chain["sent"]
     assert figures["latency_p99_ratio_vs_aiokafka"] > 0
     assert figures["client_settings"]["producer"]["acks"] == "all"
+    assert figures["image"]["image_mb"] > figures["image"]["base_mb"] > 0, figures["image"]
     markdown = (tmp_path / "benchmarks.md").read_text()
     assert "## Methods: the client settings of every variant" in markdown
