@@ -202,6 +202,23 @@ class Server:
         return f"{type(self).__name__}(pid={self.pid}, addresses={self.addresses()})"
 
 
+class OtlpReceiver:
+    """A server that takes OTLP on two loopback ports (Jaeger, the collector)."""
+
+    otlp_grpc_port: int
+    otlp_http_port: int
+
+    @property
+    def otlp_http(self) -> str:
+        """OTLP/HTTP base URL (a service's OTEL_EXPORTER_OTLP_ENDPOINT; POST to /v1/traces)."""
+        return f"http://{processes.HOST}:{self.otlp_http_port}"
+
+    @property
+    def otlp_grpc(self) -> str:
+        """OTLP/gRPC endpoint as OTEL_EXPORTER_OTLP_ENDPOINT expects it (plaintext)."""
+        return f"http://{processes.HOST}:{self.otlp_grpc_port}"
+
+
 @contextmanager
 def running(*servers: Server) -> Iterator[tuple[Server, ...]]:
     """Start ``servers`` in order and stop them in reverse order on exit."""

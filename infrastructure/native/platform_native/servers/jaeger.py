@@ -14,7 +14,7 @@ from typing import Any
 from platform_native import build, configs, gobuild, versions
 from platform_native.probes import http_get, tcp_accepts
 from platform_native.processes import HOST, free_ports
-from platform_native.servers.base import Server
+from platform_native.servers.base import OtlpReceiver, Server
 
 
 def _recipe(out: Path, work: Path, log: build.BuildLog) -> None:
@@ -62,7 +62,7 @@ def collector_overlay(
     }
 
 
-class Jaeger(Server):
+class Jaeger(OtlpReceiver, Server):
     """Jaeger v2 with OTLP in and memory storage, from the shipped configuration."""
 
     name = "jaeger"
@@ -92,16 +92,6 @@ class Jaeger(Server):
     @classmethod
     def build(cls) -> Path:
         return build_jaeger()
-
-    @property
-    def otlp_http(self) -> str:
-        """OTLP/HTTP base URL (POST traces to ``<otlp_http>/v1/traces``)."""
-        return f"http://{HOST}:{self.otlp_http_port}"
-
-    @property
-    def otlp_grpc(self) -> str:
-        """OTLP/gRPC endpoint as OTEL_EXPORTER_OTLP_ENDPOINT expects it (plaintext)."""
-        return f"http://{HOST}:{self.otlp_grpc_port}"
 
     @property
     def query_url(self) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 from platform_native import build, configs, gobuild, versions
 from platform_native.probes import http_get, tcp_accepts
 from platform_native.processes import HOST, free_ports
-from platform_native.servers.base import Server
+from platform_native.servers.base import OtlpReceiver, Server
 from platform_native.servers.jaeger import Jaeger, collector_overlay, config_args, endpoint
 
 # The exporters named in config.yaml, by what they reach.
@@ -54,7 +54,7 @@ def build_otelcol() -> Path:
     return build.ensure("otelcol", build_key(), _recipe) / "otelcol"
 
 
-class OtelCollector(Server):
+class OtelCollector(OtlpReceiver, Server):
     """The platform's OpenTelemetry Collector: OTLP in, Jaeger and the log store out."""
 
     name = "otelcol"
@@ -87,16 +87,6 @@ class OtelCollector(Server):
     @classmethod
     def build(cls) -> Path:
         return build_otelcol()
-
-    @property
-    def otlp_http(self) -> str:
-        """OTLP/HTTP base URL: the services' OTEL_EXPORTER_OTLP_ENDPOINT."""
-        return f"http://{HOST}:{self.otlp_http_port}"
-
-    @property
-    def otlp_grpc(self) -> str:
-        """OTLP/gRPC endpoint (plaintext)."""
-        return f"http://{HOST}:{self.otlp_grpc_port}"
 
     @property
     def health_url(self) -> str:
