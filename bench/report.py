@@ -109,15 +109,18 @@ def markdown(r: dict[str, Any]) -> str:
         "Where the time goes: the median of each step of a request's way, from the records'",
         "own timestamps (each set by its producer as it sends): `POST` to the request's record",
         "(HTTP and the produce call), request to result (the first consumer's fetch, handler and",
-        "produce call), result to audit (the second's). Medians of the repeats' p50s, ms.",
+        "produce call), result to audit (the second's). Medians of the repeats' figures, ms.",
         "",
-        "| p50 ms | " + " | ".join(STEPS.values()) + " |",
+        "| p50 / p99 ms | " + " | ".join(STEPS.values()) + " |",
         "|---|" + "---|" * len(STEPS),
     ]
     for rate in (low, high):
         for kind, label in (("service", "generated services"), ("aiokafka", "bare chain")):
             figures = r["latency"][rate][kind]
-            cells = (str(figures[f"p50_ms_{step}"]["median"]) for step in STEPS)
+            cells = (
+                f"{figures[f'p50_ms_{step}']['median']} / {figures[f'p99_ms_{step}']['median']}"
+                for step in STEPS
+            )
             lines.append(f"| {label} at {rate}/s | " + " | ".join(cells) + " |")
     lines += [
         "",

@@ -246,14 +246,15 @@ class Bench:
         whole = [key for key in sent if key in audited and key in created and key in requested]
         way = (sent, requested, created, audited)
         split = {
-            step: percentile(sorted(float(end[key] - start[key]) for key in whole), 50)
+            f"p{p}_{step}": percentile(sorted(float(end[key] - start[key]) for key in whole), p)
             for step, start, end in zip(SPLIT_STEPS, way[:-1], way[1:], strict=True)
+            for p in (50, 99)
         }
         return {
             "sent": len(sent),
             "received": len(latencies),
             **{f"p{p}": percentile(latencies, p) for p in (50, 95, 99)},
-            **{f"split_p50_{step}": ms for step, ms in split.items()},
+            **{f"split_{step}": ms for step, ms in split.items()},
             "startup_s": startup.get("value-architect"),
             "rss_mib_idle": idle,
         }
@@ -392,8 +393,9 @@ def main() -> int:
                 kind: {f"p{p}_ms": summary([r[f"p{p}"] for r in values]) for p in (50, 95, 99)}
                 | {"sent": [r["sent"] for r in values], "received": [r["received"] for r in values]}
                 | {
-                    f"p50_ms_{step}": summary([r[f"split_p50_{step}"] for r in values])
+                    f"p{p}_ms_{step}": summary([r[f"split_p{p}_{step}"] for r in values])
                     for step in SPLIT_STEPS
+                    for p in (50, 99)
                 }
                 for kind, values in kinds.items()
             }

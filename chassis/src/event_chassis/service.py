@@ -25,7 +25,17 @@ from faststream.specification import AsyncAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel
 
-from . import __version__, _faststream, broker, clients, errors, health, metrics, tracing
+from . import (
+    __version__,
+    _faststream,
+    broker,
+    clients,
+    errors,
+    health,
+    metrics,
+    runtime,
+    tracing,
+)
 from .consumer import (
     BatchConsumer,
     EventTypes,
@@ -192,6 +202,8 @@ class Service:
 
     @asynccontextmanager
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        runtime.tune_collector()
+        freezing = asyncio.create_task(runtime.freeze_once_ready(self.readiness), name="gc-freeze")
         connecting = asyncio.create_task(self._connect(), name="kafka-connect")
         if self.settings.consul_enabled:
             self.registration.start()
@@ -203,9 +215,10 @@ class Service:
                 self.registration.stop() if self.settings.consul_enabled else asyncio.sleep(0),
                 self._drained(),
             )
-            connecting.cancel()
-            with suppress(asyncio.CancelledError):
-                await connecting
+            for task in (connecting, freezing):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             await self.monitor.stop()
             await self.results.stop()
             await self.broker.stop()
