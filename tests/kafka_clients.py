@@ -40,12 +40,20 @@ def read_until(
     topic: str,
     done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
     timeout: float,
+    **client: Any,
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read `topic` from the beginning until `done(records)` or the timeout."""
+    """Read `topic` from the beginning until `done(records)` or the timeout.
+
+    ``client`` holds further connection settings (TLS, SASL) for a secured listener.
+    """
 
     async def run() -> list[ConsumerRecord[bytes, bytes]]:
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+            **client,
         )
         await consumer.start()
         try:

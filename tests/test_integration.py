@@ -8,7 +8,6 @@ production. Every assertion reads what a real server returns.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import signal
@@ -20,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer
 
 from platform_native import servers
 from platform_native.configs import replace_addresses
@@ -35,6 +33,7 @@ from platform_native.services import (
 from . import jaeger
 from .conftest import REPO, Platform
 from .jaeger import get_json
+from .kafka_clients import read_until
 from .polling import eventually
 from .rendering import render, wheelhouse
 
@@ -89,23 +88,7 @@ def accepted(services: dict[str, ServiceProcess]) -> dict[str, str]:
 
 def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
     """Up to `count` records of `topic`, read from the beginning by a fresh consumer."""
-    return asyncio.run(_read_topic(bootstrap, topic, count, timeout))
-
-
-async def _read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    try:
-        records: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while len(records) < count and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            records += [record for batch in batches.values() for record in batch]
-        return records
-    finally:
-        await consumer.stop()
+    return read_until(bootstrap, topic, lambda records: len(records) >= count, timeout)
 
 
 def test_request_reaches_the_second_service_intact(

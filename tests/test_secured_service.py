@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
 
 from platform_native.probes import http_json
@@ -25,6 +25,7 @@ from platform_native.servers import Consul, Kafka, running
 from platform_native.services import ServiceInfo, ServiceProcess, install
 
 from . import report
+from .kafka_clients import read_until
 from .rendering import render, wheelhouse
 
 pytestmark = pytest.mark.reliability
@@ -134,22 +135,9 @@ def passing(consul: Consul, name: str) -> list[Any]:
 
 
 def read(kafka: Kafka, topic: str, count: int, timeout: float = 60.0) -> list[Any]:
-    async def consume() -> list[Any]:
-        consumer = AIOKafkaConsumer(
-            topic, auto_offset_reset="earliest", group_id=None, **kafka_client(kafka)
-        )
-        await consumer.start()
-        try:
-            records: list[Any] = []
-            deadline = time.monotonic() + timeout
-            while len(records) < count and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=500)
-                records += [record for batch in batches.values() for record in batch]
-            return records
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(consume())
+    client = kafka_client(kafka)
+    bootstrap = client.pop("bootstrap_servers")
+    return read_until(bootstrap, topic, lambda records: len(records) >= count, timeout, **client)
 
 
 def produce(kafka: Kafka, topic: str, count: int) -> list[str]:
