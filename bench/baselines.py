@@ -1,6 +1,7 @@
 """The bare baselines the generated service is measured against, with its client settings.
 
     python bench/baselines.py settings   PACKAGE
+    python bench/baselines.py sampling   PACKAGE
     python bench/baselines.py aiokafka   PACKAGE BOOTSTRAP IN OUT GROUP COUNT
     python bench/baselines.py faststream PACKAGE BOOTSTRAP IN OUT GROUP COUNT
 
@@ -11,7 +12,8 @@ and acks, the same number of consumers in the group, records per fetch, fetch wa
 and heartbeat. Both do the service's work (decode the JSON request, build the result,
 encode it, produce it keyed like the request) with the same at-least-once semantics:
 a batch is committed only once every result in it is acknowledged. Each exits once
-COUNT results are out. `settings` prints what each variant uses, for the report.
+COUNT results are out. `settings` prints what each variant uses and `sampling` the
+service's default trace sampling, for the report.
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ def settings(package: str) -> dict[str, dict[str, Any]]:
         "producer": clients.producer(),
         "consumer": {key: value for key, value in consumer.items() if key != "group_id"},
     }
+
+
+def default_sampling(package: str) -> str:
+    """The service's trace sampling when nothing sets it: `sampler ratio`."""
+    settings = importlib.import_module(f"{package}.settings").Settings(_env_file=None)
+    return f"{settings.otel_traces_sampler} {settings.otel_traces_sampler_arg}"
 
 
 class BareConsumers:
@@ -186,6 +194,9 @@ def main() -> None:
     kind, package = sys.argv[1:3]
     if kind == "settings":
         print(json.dumps(settings(package)))
+        return
+    if kind == "sampling":
+        print(default_sampling(package))
         return
     bootstrap, source, sink, group, count = sys.argv[3:8]
     run = {"aiokafka": bare_aiokafka, "faststream": bare_faststream}[kind]

@@ -125,6 +125,10 @@ class Bench:
         command = [str(self.python), str(REPO / "bench" / "baselines.py"), "settings", PACKAGE]
         return dict(json.loads(subprocess.run(command, capture_output=True, check=True).stdout))
 
+    def default_sampling(self) -> str:
+        command = [str(self.python), str(REPO / "bench" / "baselines.py"), "sampling", PACKAGE]
+        return subprocess.run(command, capture_output=True, check=True, text=True).stdout.strip()
+
     def topics(self, name: str) -> tuple[str, str, str]:
         prefix = f"bench-{name}-{uuid.uuid4().hex[:6]}"
         source, sink = f"{prefix}.in", f"{prefix}.out"
@@ -349,6 +353,7 @@ def main() -> int:
             services = Path(SERVICES) if SERVICES else workdir / "services"
             bench = Bench(kafka, consul, jaeger, services, workdir / "logs")
             settings = bench.client_settings()
+            sampling = bench.default_sampling()
             runs, repeats = throughput(bench)
             progress("throughput done")
             latency: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -369,6 +374,7 @@ def main() -> int:
         "repeats": repeats,
         "repeats_asked": REPEATS,
         "client_settings": settings,
+        "default_trace_sampling": sampling,
         "throughput_msgs_per_s": {
             name: summary([r["msgs_per_s"] for r in values]) for name, values in runs.items()
         },

@@ -5,16 +5,27 @@ import time
 from collections.abc import Sequence
 
 import pytest
+from opentelemetry import baggage, context, propagate
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBasedTraceIdRatio
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    set_span_in_context,
+)
 
 from event_chassis.testing import TestService, test_settings
 from event_chassis.tracing import (
     MAX_QUEUED_SPANS,
     BoundedBatchSpanProcessor,
     create_tracer_provider,
+    inject,
+    kafka_headers,
 )
 
 from . import example
@@ -83,11 +94,11 @@ async def test_retries_and_the_dead_letter_are_events_on_the_message_span(
     assert process.kind is SpanKind.CONSUMER
 
 
-def test_by_default_a_tenth_of_requests_is_sampled_where_they_start() -> None:
+def test_by_default_one_request_in_a_hundred_is_sampled_where_it_starts() -> None:
     provider = create_tracer_provider(Settings(_env_file=None, otel_traces_exporter="none"))
 
     assert isinstance(provider.sampler, ParentBasedTraceIdRatio)
-    assert "TraceIdRatioBased{0.1}" in provider.sampler.get_description()  # type: ignore[no-untyped-call]
+    assert "TraceIdRatioBased{0.01}" in provider.sampler.get_description()  # type: ignore[no-untyped-call]
 
 
 def test_the_standard_sampler_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,3 +173,41 @@ def test_shutdown_does_not_wait_for_a_hung_collector(monkeypatch: pytest.MonkeyP
     collector.release.set()
 
     assert took < 10.0  # the flush is given 0.5 s; the SDK alone would take 30
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+@pytest.mark.parametrize("trace_state", ["", "vendor=value"])
+def test_result_headers_carry_the_context_exactly_as_opentelemetry_injects_it(
+    sampled: bool, trace_state: str
+) -> None:
+    tracer = TracerProvider(sampler=ALWAYS_ON if sampled else ALWAYS_OFF).get_tracer("test")
+    parent = NonRecordingSpan(
+        SpanContext(
+            0x0AF7651916CD43DD8448EB211C80319C,
+            0xB7AD6B7169203331,
+            is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT),
+            trace_state=TraceState.from_header([trace_state]) if trace_state else None,
+        )
+    )
+    with tracer.start_as_current_span("process", context=set_span_in_context(parent)) as span:
+        injected = inject({"content-type": "application/json"})
+        written = kafka_headers(span, "application/json")
+
+    assert dict(written) == {name: value.encode() for name, value in injected.items()}
+    assert ("tracestate" in injected) == bool(trace_state)
+
+
+def test_baggage_and_other_propagators_go_through_opentelemetry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("process") as span:
+        token = context.attach(baggage.set_baggage("tenant", "acme"))
+        try:
+            assert dict(kafka_headers(span, "application/json"))["baggage"] == b"tenant=acme"
+        finally:
+            context.detach(token)
+        monkeypatch.setattr("event_chassis.tracing.W3C_PROPAGATION", False)
+        monkeypatch.setattr(propagate, "inject", lambda carrier: carrier.update(custom="1"))
+        assert dict(kafka_headers(span, "application/json"))["custom"] == b"1"

@@ -20,7 +20,7 @@ from platform_native.services import ServiceProcess, install
 
 SERVICES_FILE = "services.json"
 WHEELS = REPO / ".wheels"  # the chassis built from chassis/ (`make wheels`)
-# On the local platform every request is traced (a production service samples a tenth).
+# On the local platform every request is traced (a production service samples 1 %).
 # Logs are JSON lines in the services' log files and, through the collector, in the
 # log store (the infrastructure's env points OTLP at the collector).
 LOCAL_SERVICE_ENV = {

@@ -8,11 +8,10 @@ Each consumer takes up to `CONSUMER_BATCH_SIZE` records at a time. Every
 record is validated and handled on its own, inside its own span whose parent
 is the producer's span (from the record's `traceparent`), so one request is
 one trace across services; a bad record is retried or dead-lettered without
-failing the batch (see `retry`). Results are published keyed like their
-request, without waiting for each acknowledgement, and the batch is committed
-once Kafka has acknowledged every result; after an error it seeks back and the
-batch comes again. So delivery is at least once, and metrics cost once per
-batch.
+failing the batch (see `retry`). Results are keyed like their request and
+go out in record batches (see `results`); the batch is committed once Kafka has
+acknowledged every result; after an error it seeks back and the batch comes
+again. So delivery is at least once, and metrics cost once per batch.
 """
 
 import asyncio
@@ -20,7 +19,7 @@ import inspect
 import logging
 import time
 import typing
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import NoneType, UnionType
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from faststream.kafka import KafkaMessage
 from faststream.kafka.annotations import KafkaMessage as Message
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, SkipValidation
 
@@ -36,9 +35,9 @@ from ._faststream import aiokafka_consumer
 from .dead_letter import UNDECODABLE_HEADERS, DeadLetters
 from .metrics import MessagingMetrics
 from .rebalance import InFlight
-from .results import Results
+from .results import Outbox, Results
 from .retry import PoisonMessageError, RetryPolicy
-from .tracing import extract, inject, messaging_attributes
+from .tracing import extract, kafka_headers, messaging_attributes
 
 logger = logging.getLogger(__name__)
 
@@ -107,19 +106,31 @@ class MessagePipeline:
             "process", topic, {"messaging.consumer.group.name": group}
         )
 
-    async def process(self, record: Any) -> Awaitable[Any] | None:
-        """Handle `record`; returns the delivery of its result, if there is one."""
-        with self.tracer.start_as_current_span(
+    async def process(self, record: Any, outbox: Outbox) -> None:
+        """Handle `record`; its result, if there is one, goes to `outbox`.
+
+        The span is started and made current by hand rather than with
+        `start_as_current_span`, whose context manager costs about as much again
+        (2 µs a message, measured), and the handler's errors are caught below anyway.
+        """
+        span = self.tracer.start_span(
             self.span_name, context=extract(record.headers), kind=SpanKind.CONSUMER
-        ) as span:
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        try:
             if span.is_recording():  # the attributes cost only for sampled messages
                 span.set_attributes(self.message_attributes(record))
             result = await self._outcome(record, span)
-            if result is None or self.output is None:
-                return None
-            headers = inject({"content-type": JSON})
-            value = result.model_dump_json().encode()
-            return await self.results.send(self.output, value, record.key, headers)
+            if result is not None and self.output is not None:
+                value = result.model_dump_json().encode()
+                await outbox.add(self.output, value, record.key, kafka_headers(span, JSON))
+        except BaseException as error:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+            raise
+        finally:
+            context.detach(token)
+            span.end()
 
     def message_attributes(self, record: Any) -> dict[str, Any]:
         attributes = {
@@ -159,8 +170,7 @@ class MessagePipeline:
                 await asyncio.sleep(delay)
 
     def _poison(self, record: Any) -> PoisonMessageError | None:
-        undecodable = dict(record.headers).get(UNDECODABLE_HEADERS)
-        if undecodable:
+        if record.headers and (undecodable := dict(record.headers).get(UNDECODABLE_HEADERS)):
             return PoisonMessageError(f"headers not UTF-8: {undecodable.decode()}")
         size = len(record.value or b"")
         if size > self.max_event_bytes:
@@ -193,21 +203,19 @@ class BatchConsumer:
     async def handle(self, message: KafkaMessage) -> None:
         records: Sequence[Any] = message.raw_message  # a batch
         started = time.perf_counter()
+        outbox = self.pipeline.results.outbox()
         with self.in_flight:
             try:
-                deliveries = []
                 for record in records:
-                    delivery = await self.pipeline.process(record)
-                    if delivery is not None:
-                        deliveries.append(delivery)
-                await asyncio.gather(*deliveries)
+                    await self.pipeline.process(record, outbox)
+                sent = await outbox.delivered()
             except BaseException:
                 await message.nack()  # seek back: the batch is consumed again
                 raise
             await commit(message)
         self.consumed.inc(len(records))
         if self.sent is not None:
-            self.sent.inc(len(deliveries))
+            self.sent.inc(sent)
         self.duration.observe(time.perf_counter() - started)
         self.report_lag(message, records)
 

@@ -1,24 +1,101 @@
 """Sending the handlers' results: the hot path of every service.
 
-FastStream's publishers cost a third more CPU per message than aiokafka's own
-`send` (measured: 18.5 against 11.0 µs), once per result at full load: the
-results go through an aiokafka producer of the chassis', with the broker's
-client settings (`clients.producer()`) and security. FastStream's publisher of
-the topic is still declared, so the AsyncAPI document shows its schema; under
-FastStream's in-memory test broker (`testing.TestService`), which knows only
-FastStream's publishers, the results go through those instead.
+A consumed batch's results go out through an `Outbox`: appended to aiokafka's
+record batches (`create_batch`/`send_batch`, aiokafka's documented batch API),
+one per partition, each handed to the producer as soon as it is full and the
+rest when the consumed batch is done; the batch is committed once every one is
+acknowledged. Per result that costs a partition choice and an append in C;
+aiokafka's `send` also awaits two coroutines and makes a future per message, and
+FastStream's publishers cost more again (measured in `make bench`: see
+docs/benchmarks.md). Results are partitioned by their key with the producer's
+own partitioner, as `send` would.
+
+FastStream's publisher of each results topic is still declared, so the AsyncAPI
+document shows its schema; under FastStream's in-memory test broker
+(`testing.TestService`), which knows only FastStream's publishers, the results
+go through those instead.
 """
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 from faststream.kafka.publisher import DefaultPublisher
 
 from . import clients
 from .security import aiokafka_security
 from .settings import ServiceSettings
+
+Headers = list[tuple[str, bytes]]
+
+
+class Outbox(Protocol):
+    """Where one consumed batch's results go, until all are acknowledged."""
+
+    async def add(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
+        """Queue one result; it may leave at once."""
+
+    async def delivered(self) -> int:
+        """Send what is queued and wait for every acknowledgement; how many results."""
+
+
+class KafkaOutbox:
+    """Results appended to aiokafka record batches, one open batch per partition."""
+
+    def __init__(self, producer: AIOKafkaProducer, partitioner: DefaultPartitioner) -> None:
+        self.producer = producer
+        self.partitioner = partitioner
+        self.partitions: dict[str, list[int]] = {}
+        self.open: dict[tuple[str, int], BatchBuilder] = {}
+        self.sent: list[Awaitable[Any]] = []
+        self.count = 0
+
+    async def add(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
+        partitions = self.partitions.get(topic)
+        if partitions is None:  # the producer's metadata, once per topic and batch
+            partitions = self.partitions[topic] = sorted(await self.producer.partitions_for(topic))
+        partition = self.partitioner(key, partitions, partitions)
+        builder = self.open.get((topic, partition))
+        if builder is None or _append(builder, value, key, headers) is None:
+            if builder is not None:  # full: it leaves now, the result starts the next
+                await self._send(topic, partition, builder)
+            builder = self.open[(topic, partition)] = self.producer.create_batch()
+            _append(builder, value, key, headers)  # an empty batch takes any record
+        self.count += 1
+
+    async def delivered(self) -> int:
+        for (topic, partition), builder in self.open.items():
+            await self._send(topic, partition, builder)
+        self.open.clear()
+        await asyncio.gather(*self.sent)
+        return self.count
+
+    async def _send(self, topic: str, partition: int, builder: BatchBuilder) -> None:
+        self.sent.append(await self.producer.send_batch(builder, topic, partition=partition))
+
+
+def _append(builder: BatchBuilder, value: bytes, key: bytes | None, headers: Headers) -> Any:
+    """The record's metadata, or None when the batch is full."""
+    return builder.append(timestamp=None, key=key, value=value, headers=headers)
+
+
+class PublisherOutbox:
+    """Results through FastStream's publishers: the in-memory test broker's way."""
+
+    def __init__(self, publishers: dict[str, DefaultPublisher]) -> None:
+        self.publishers = publishers
+        self.count = 0
+
+    async def add(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
+        text = {name: content.decode() for name, content in headers}
+        await self.publishers[topic].publish(value, key=key, headers=text)
+        self.count += 1
+
+    async def delivered(self) -> int:
+        return self.count
 
 
 class Results:
@@ -28,10 +105,17 @@ class Results:
         self.settings = settings
         self.publishers: dict[str, DefaultPublisher] = {}  # by topic: the documented ones
         self.producer: AIOKafkaProducer | None = None
+        self.partitioner = DefaultPartitioner()
         self.in_memory = False
 
     def declare(self, topic: str, publisher: DefaultPublisher) -> None:
         self.publishers[topic] = publisher
+
+    def outbox(self) -> Outbox:
+        """A new outbox for one consumed batch."""
+        if self.producer is not None:
+            return KafkaOutbox(self.producer, self.partitioner)
+        return PublisherOutbox(self.publishers)
 
     async def start(self) -> None:
         if self.in_memory or not self.publishers:
@@ -39,6 +123,7 @@ class Results:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             client_id=f"{self.settings.service_id}-results",
+            partitioner=self.partitioner,
             **clients.producer(),
             **aiokafka_security(self.settings),
         )
@@ -53,21 +138,3 @@ class Results:
         if self.producer is not None:
             await self.producer.stop()  # sends what is buffered first
             self.producer = None
-
-    async def send(
-        self, topic: str, value: bytes, key: bytes | None, headers: dict[str, str]
-    ) -> Awaitable[Any]:
-        """Hand one result to the producer; returns its acknowledgement, to await later."""
-        if self.producer is not None:
-            encoded = [(name, text.encode()) for name, text in headers.items()]
-            delivery: Awaitable[Any] = await self.producer.send(
-                topic, value, key=key, headers=encoded
-            )
-            return delivery
-        publisher = self.publishers[topic]
-        sent = await publisher.publish(value, key=key, headers=headers, no_confirm=True)
-        if isinstance(sent, Awaitable):
-            return sent
-        delivered = asyncio.get_running_loop().create_future()  # the in-memory broker's
-        delivered.set_result(sent)
-        return delivered

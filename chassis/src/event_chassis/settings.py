@@ -85,6 +85,10 @@ class ServiceSettings(BaseSettings):
     otel_logs_exporter: Exporter = "otlp"
     # A request is sampled where it starts (the HTTP API, or whoever produced the first
     # message); every later hop follows that decision, so a trace is whole or absent.
+    # One request in a hundred: a sampled message's spans cost some 80 µs of CPU to
+    # record and export, so at a tenth a service under full load spent 8 ms more per
+    # 1,000 messages (34 against 26, measured side by side), a third of what a bare
+    # aiokafka loop spends. Raise it where traffic is low (the local platform: 100 %).
     otel_traces_sampler: Literal[
         "always_on",
         "always_off",
@@ -93,7 +97,7 @@ class ServiceSettings(BaseSettings):
         "parentbased_always_off",
         "parentbased_traceidratio",
     ] = "parentbased_traceidratio"
-    otel_traces_sampler_arg: float = Field(default=0.1, ge=0, le=1)
+    otel_traces_sampler_arg: float = Field(default=0.01, ge=0, le=1)
 
     # Validators, not Field constraints: a service that sets its own default
     # (`consumer_workers: int = 3`) replaces the field, but not these.

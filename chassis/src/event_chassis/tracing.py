@@ -1,11 +1,12 @@
 """OpenTelemetry tracing: one provider per service, exported over OTLP/HTTP.
 
 Sampling follows OpenTelemetry's variables (`OTEL_TRACES_SAMPLER`,
-`OTEL_TRACES_SAMPLER_ARG`) with one difference: when they are unset, a tenth
-of requests is sampled where they start and every later hop follows that
-decision (`parentbased_traceidratio`, 0.1), so traces are whole or absent and
-cost little under load. The SDK would read the same variables but default to
-sampling everything, hence the small table below.
+`OTEL_TRACES_SAMPLER_ARG`) with one difference: when they are unset, one
+request in a hundred is sampled where it starts and every later hop follows
+that decision (`parentbased_traceidratio`, 0.01; see `settings` for why), so
+traces are whole or absent and cost little under load. The SDK would read
+the same variables but default to sampling everything, hence the small table
+below.
 
 Spans leave through a BatchSpanProcessor: export runs on a background thread
 and its queue is bounded, so a slow or absent collector costs neither latency
@@ -14,11 +15,12 @@ too: the SDK's own retries a dead collector for 30 s, longer than an
 orchestrator's grace period.
 """
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import baggage, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -96,9 +98,38 @@ def create_tracer_provider(settings: ServiceSettings) -> TracerProvider:
 
 def extract(headers: Iterable[tuple[str, bytes | None]]) -> Context | None:
     """The producer's trace context from a Kafka record's headers (None: there is none)."""
+    if not headers:
+        return None
     fields = propagate.get_global_textmap().fields
     carrier = {name: (value or b"").decode() for name, value in headers if name in fields}
     return propagate.extract(carrier) if carrier else None
+
+
+# OpenTelemetry's default propagators: W3C trace context and baggage.
+W3C_PROPAGATION = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "") in {
+    "tracecontext,baggage",
+    "tracecontext",
+}
+
+
+def kafka_headers(span: trace.Span, content_type: str) -> list[tuple[str, bytes]]:
+    """A result's Kafka headers: its content type and `span`'s trace context.
+
+    With the default propagators and no baggage, `traceparent` (and `tracestate`)
+    are written here, exactly as `propagate.inject` writes them (a test compares
+    the two): `inject` costs 2 µs a message, a tenth of what a bare aiokafka
+    consume-and-produce loop spends on a message (measured). Other propagators
+    (`OTEL_PROPAGATORS`), or baggage, go through `inject`.
+    """
+    context = span.get_span_context()
+    if not W3C_PROPAGATION or not context.is_valid or baggage.get_all():
+        injected = inject({"content-type": content_type})
+        return [(name, value.encode()) for name, value in injected.items()]
+    traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    headers = [("content-type", content_type.encode()), ("traceparent", traceparent.encode())]
+    if context.trace_state:
+        headers.append(("tracestate", context.trace_state.to_header().encode()))
+    return headers
 
 
 def inject(headers: dict[str, str]) -> dict[str, str]:
