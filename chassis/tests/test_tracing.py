@@ -47,6 +47,7 @@ async def test_a_request_is_one_trace_from_http_through_the_consumer(
 
     spans = by_name(service)
     [server] = spans["POST /api/v1/requests SERVER"]
+    assert not [name for name in spans if "http receive" in name or "http send" in name]
     [send] = spans[f"send {settings.consumes_topic} PRODUCER"]
     [process] = spans[f"process {settings.consumes_topic} CONSUMER"]
     assert send.parent is not None

@@ -255,7 +255,12 @@ class Service:
         app.include_router(health.create_router(self.readiness))
         app.include_router(metrics.create_router(self.metrics.registry))
         app.add_middleware(metrics.HttpMetricsMiddleware, registry=self.metrics.registry)
+        # One server span per request: the instrumentation's default adds two more
+        # ("http receive", "http send") that say nothing a trace reader needs.
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=self.tracer_provider, excluded_urls="/health/.*,/metrics"
+            app,
+            tracer_provider=self.tracer_provider,
+            excluded_urls="/health/.*,/metrics",
+            exclude_spans=["receive", "send"],
         )
         return app
