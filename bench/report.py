@@ -158,6 +158,9 @@ def markdown(r: dict[str, Any]) -> str:
         "runs throughout), counts Prometheus metrics and serves HTTP, health and Consul",
         "registration. All variants decode the request, build the result, produce it keyed like",
         "the request and commit a batch only once every result in it is acknowledged.",
+        "How they produce differs: the service appends a batch's results to aiokafka record",
+        "batches (`create_batch`/`send_batch`, event_chassis.results), the bare loop calls",
+        "`send` per result as most aiokafka code does, FastStream `broker.publish`.",
         "Throughput comes from the broker timestamps of the first and last result.",
     ]
     return "\n".join(lines) + "\n"
