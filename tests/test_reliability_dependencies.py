@@ -300,6 +300,9 @@ def test_kafka_down_at_start(platform: Platform, architect: Installed, tmp_path:
 
 
 MAX_GROWTH_MIB_PER_1000 = 2.0  # see jaeger_passed
+# Three spans a request (server, send, process): 3,000 spans fill the bounded queue (2,048)
+# and the batch in a failing export (512) before memory is measured.
+WARMUP = 1000
 # These tests measure the span queue. With logs exported too, the log queue (one record
 # per request) would still be filling in the second half; the collector and the log store
 # down, with both queues: tests/test_telemetry_backends.py.
@@ -410,7 +413,7 @@ def jaeger_passed(figures: dict[str, Any]) -> bool:
         and figures["messages_processed"] == figures["requests"]
         and figures["dead_lettered"] == 0
         # Flat: once warm, memory stops growing. The span queue is bounded at 2048 spans
-        # (a few MiB, full within the first half with the collector away); a leak of even
+        # (a few MiB, full within the warm-up with the collector away); a leak of even
         # 2 KiB per request would add 2 MiB per 1,000 requests in the second half.
         and figures["rss_growth_mib_per_1000_requests_second_half"] < MAX_GROWTH_MIB_PER_1000
         # drain (nothing in flight here) + the bounded span flush, well inside the grace
@@ -435,7 +438,7 @@ def test_jaeger_down_fails_nothing_and_memory_stays_flat(
     try:
         ready = wait_for(status_is(f"{process.url}/health/ready", 200), 90)
         assert ready is not None, process.log_tail()
-        figures = jaeger_load(platform, process, warmup=500, load=4000)
+        figures = jaeger_load(platform, process, warmup=WARMUP, load=4000)
     finally:
         process.kill()
     # The exporter's errors show the collector really was unreachable.
@@ -468,7 +471,7 @@ def test_jaeger_hung_fails_nothing_and_memory_stays_flat(
         try:
             ready = wait_for(status_is(f"{process.url}/health/ready", 200), 90)
             assert ready is not None, process.log_tail()
-            figures = jaeger_load(platform, process, warmup=500, load=4000)
+            figures = jaeger_load(platform, process, warmup=WARMUP, load=4000)
         finally:
             process.kill()
             os.killpg(jaeger.pid, signal.SIGCONT)
