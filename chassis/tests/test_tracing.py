@@ -210,5 +210,5 @@ def test_baggage_and_other_propagators_go_through_opentelemetry(
         finally:
             context.detach(token)
         monkeypatch.setattr("event_chassis.tracing.W3C_PROPAGATION", False)
-        monkeypatch.setattr(propagate, "inject", lambda carrier: carrier.update(custom="1"))
+        monkeypatch.setattr(propagate, "inject", lambda carrier, **_: carrier.update(custom="1"))
         assert dict(kafka_headers(span, "application/json"))["custom"] == b"1"

@@ -121,14 +121,15 @@ def kafka_headers(span: trace.Span, content_type: str) -> list[tuple[str, bytes]
     consume-and-produce loop spends on a message (measured). Other propagators
     (`OTEL_PROPAGATORS`), or baggage, go through `inject`.
     """
-    context = span.get_span_context()
-    if not W3C_PROPAGATION or not context.is_valid or baggage.get_all():
-        injected = inject({"content-type": content_type})
-        return [(name, value.encode()) for name, value in injected.items()]
-    traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    ids = span.get_span_context()
+    if not W3C_PROPAGATION or not ids.is_valid or baggage.get_all():
+        carrier = {"content-type": content_type}  # `span` in the current context (baggage)
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        return [(name, value.encode()) for name, value in carrier.items()]
+    traceparent = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
     headers = [("content-type", content_type.encode()), ("traceparent", traceparent.encode())]
-    if context.trace_state:
-        headers.append(("tracestate", context.trace_state.to_header().encode()))
+    if ids.trace_state:
+        headers.append(("tracestate", ids.trace_state.to_header().encode()))
     return headers
 
 
