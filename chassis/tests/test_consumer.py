@@ -2,12 +2,14 @@
 
 import json
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from faststream import ContextRepo
+from pydantic import ValidationError
 
-from event_chassis import RetryPolicy, Service
-from event_chassis.consumer import EventTypes
+from event_chassis import DependencyUnavailableError, PoisonMessageError, RetryPolicy, Service
+from event_chassis.consumer import EventTypes, Outcome
 from event_chassis.dead_letter import UNDECODABLE_HEADERS, BinaryHeaderGuard
 from event_chassis.testing import TestService
 
@@ -149,6 +151,41 @@ async def test_a_service_decides_what_to_retry(settings: Settings) -> None:
         assert dead.headers["x-dead-letter-error"] == "KeyError"
         assert dead.headers["x-dead-letter-attempts"] == "1"
         assert len(running.published(settings.produces_topic)) == 1  # retried after the timeout
+
+
+@pytest.mark.parametrize(
+    "error", [TimeoutError("slow"), ConnectionRefusedError(), DependencyUnavailableError("db")]
+)
+async def test_a_dependency_that_stays_down_puts_the_record_back_never_dead_letters_it(
+    service: TestService, settings: Settings, error: Exception
+) -> None:
+    """After the retries in place the record is held (its partition paused and read again
+    against a real Kafka: test_kafka), not dead-lettered."""
+    example.behaviour.failures = [error] * 10
+    [consumer] = service.service.batch_consumers[:1]
+    outcomes: list[Outcome] = []
+    process = consumer.pipeline.process
+
+    async def recorded(*args: Any) -> Outcome:
+        outcomes.append(await process(*args))
+        return outcomes[-1]
+
+    consumer.pipeline.process = recorded  # type: ignore[method-assign,assignment]
+
+    await service.send(settings.consumes_topic, GOOD)
+
+    assert outcomes == [Outcome.HOLD]
+    assert example.behaviour.calls == settings.handler_max_retries + 1
+    assert not service.published(settings.dead_letter_topic)
+    assert not service.published(settings.produces_topic)
+
+
+def test_a_team_can_say_an_error_is_permanent_though_it_looks_like_an_outage() -> None:
+    policy = RetryPolicy(permanent=(ValidationError, PoisonMessageError, TimeoutError))
+
+    assert not policy.waits_for_dependency(TimeoutError())
+    assert policy.waits_for_dependency(ConnectionResetError())
+    assert not policy.waits_for_dependency(RuntimeError())
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:

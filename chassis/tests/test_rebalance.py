@@ -7,14 +7,23 @@ from aiokafka import TopicPartition
 
 from event_chassis.health import Readiness
 from event_chassis.metrics import MessagingMetrics
+from event_chassis.partitions import Partitions
 from event_chassis.rebalance import FinishBatchOnRevoke, InFlight
 
 PARTITION = TopicPartition("topic", 0)
 
 
 def listener(in_flight: InFlight, timeout: float = 5.0) -> FinishBatchOnRevoke:
+    metrics = MessagingMetrics()
+    partitions = Partitions(
+        "consumer topic#0",
+        hold_seconds=1,
+        max_hold_seconds=30,
+        failed=metrics.batches_read_again.labels("topic", "group"),
+        held=metrics.held_partitions.labels("topic", "group"),
+    )
     return FinishBatchOnRevoke(
-        "consumer topic#0", in_flight, Readiness(), MessagingMetrics().lag, "group", timeout
+        "consumer topic#0", in_flight, partitions, Readiness(), metrics.lag, "group", timeout
     )
 
 

@@ -16,13 +16,14 @@ except PackageNotFoundError:  # running from a source tree
 
 from .health import KafkaError
 from .publishing import Publisher
-from .retry import PoisonMessageError, RetryPolicy
+from .retry import DependencyUnavailableError, PoisonMessageError, RetryPolicy
 from .server import run
 from .service import Service
 from .settings import ServiceSettings
 from .tracing import current_trace_id
 
 __all__ = [
+    "DependencyUnavailableError",
     "KafkaError",
     "PoisonMessageError",
     "Publisher",

@@ -1,12 +1,13 @@
 """The one place where the chassis relies on FastStream beyond its documented API.
 
 Everything else uses FastStream's public API (subscribers, publishers,
-`message.ack()`/`nack()`, `subscriber.stop()` with the broker's
-`graceful_timeout`, `BaseMiddleware.on_receive`). Here: the consumer behind a
-message, the broker's producer, replaced by one that closes aiokafka's
-producer when Kafka refuses it, and a batch subscriber's fetch, replaced by one
-that does not sleep after an empty poll. What is here is checked (by `verify()` when a
-service is built, and when the producer is replaced), so a FastStream release
+`subscriber.stop()` with the broker's `graceful_timeout`,
+`BaseMiddleware.on_receive`). Here: the consumer behind a message, the broker's
+producer, replaced by one that closes aiokafka's producer when Kafka refuses it,
+and a batch subscriber's fetch, replaced by one that follows each batch until it
+is finished and does not sleep after an empty poll. What is here is checked (by
+`verify()` when a service is built, and when the producer and the fetch are
+replaced), so a FastStream release
 that changes it fails loudly at start-up (and in the chassis' tests against the
 real objects) instead of silently switching a feature off.
 """
@@ -20,6 +21,8 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
 from faststream.kafka.subscriber.usecase import BatchSubscriber
+
+from .partitions import Partitions
 
 
 class FastStreamChangedError(RuntimeError):
@@ -65,8 +68,13 @@ def close_producer_when_start_fails(broker: KafkaBroker) -> None:
     config.producer = _ProducerClosedWhenStartFails(parser=None, decoder=None)
 
 
-def fetch_without_idle_sleep(subscriber: object) -> None:
-    """Make a batch subscriber hand over records the moment they arrive.
+def fetch_through(subscriber: object, partitions: Partitions) -> None:
+    """Make a batch subscriber fetch through `partitions`, without FastStream's idle sleep.
+
+    FastStream's consume loop calls the subscriber's `get_msg` for every batch, then
+    parses it and calls the handler, and only logs an error raised on the way. Fetching
+    through `partitions` lets the chassis see every batch: one that never finished is
+    sought back before the next fetch (see `partitions`).
 
     FastStream's `BatchSubscriber.get_msg` calls aiokafka's `getmany(timeout_ms)`,
     which already waits up to that long for records and returns as soon as some
@@ -83,8 +91,11 @@ def fetch_without_idle_sleep(subscriber: object) -> None:
     timeout_ms, max_records = subscriber.batch_timeout_ms, subscriber.max_records
 
     async def get_msg(consumer: AIOKafkaConsumer) -> tuple[Any, ...]:
+        await partitions.before_fetch(consumer)
         fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-        return tuple(chain.from_iterable(fetched.values()))
+        records = tuple(chain.from_iterable(fetched.values()))
+        partitions.fetched(records)
+        return records
 
     subscriber.get_msg = get_msg  # type: ignore[method-assign]
 

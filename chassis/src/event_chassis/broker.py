@@ -27,7 +27,7 @@ def create_broker(settings: ServiceSettings) -> KafkaBroker:
         security=kafka_security(settings),
         # What `subscriber.stop()` waits for the batch in flight before leaving the group.
         graceful_timeout=settings.shutdown_grace_seconds,
-        **clients.producer(),
+        **clients.producer(settings),
         # FastStream writes two lines per message whatever LOG_LEVEL says; through the
         # standard logger they are DEBUG lines, and its errors still show.
         logger=logging.getLogger("faststream"),

@@ -9,9 +9,17 @@ record is validated and handled on its own, inside its own span whose parent
 is the producer's span (from the record's `traceparent`), so one request is
 one trace across services; a bad record is retried or dead-lettered without
 failing the batch (see `retry`). Results are keyed like their request and
-go out in record batches (see `results`); the batch is committed once Kafka has
-acknowledged every result; after an error it seeks back and the batch comes
-again. So delivery is at least once, and metrics cost once per batch.
+go out in record batches (see `results`). Once Kafka has acknowledged every
+result, the batch commits, per partition, the offset after the last record it
+finished; what it did not finish is read again (see `partitions`). So delivery
+is at least once, and metrics cost once per batch.
+
+A batch has a time budget (`clients.batch_seconds`): a record that would need
+longer, in retries say, is left for the next batch with its attempts counted, so a
+batch never outlasts the poll interval or the shut-down grace. A plain `def`
+handler runs on a worker thread, as FastAPI runs `def` endpoints, so blocking I/O
+in it stops neither the other consumers nor the HTTP API nor the heartbeats; an
+`async def` handler runs on the event loop and must not block.
 """
 
 import asyncio
@@ -19,8 +27,9 @@ import inspect
 import logging
 import time
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from types import NoneType, UnionType
 from typing import Any
 
@@ -32,8 +41,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, SkipValidation
 
 from ._faststream import aiokafka_consumer
-from .dead_letter import UNDECODABLE_HEADERS, DeadLetters
+from .dead_letter import UNDECODABLE_HEADERS, DeadLetters, DeadLetterUnavailableError
 from .metrics import MessagingMetrics
+from .partitions import Partitions
 from .rebalance import InFlight
 from .results import Outbox, Results
 from .retry import PoisonMessageError, RetryPolicy
@@ -43,6 +53,14 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Any]  # (event) -> result | None, plain or async
 JSON = "application/json"
+
+
+class Outcome(Enum):
+    """What became of one record."""
+
+    DONE = "done"  # handled (its result queued) or dead-lettered: commit past it
+    LATER = "later"  # the batch's time is up: read it again with the next batch
+    HOLD = "hold"  # a dependency or the dead-letter topic is down: pause its partition
 
 
 @dataclass(frozen=True)
@@ -73,7 +91,7 @@ def _is_model(annotation: Any) -> bool:
 
 
 class MessagePipeline:
-    """One record: validate, handle, retry or dead-letter, publish the result."""
+    """One record: validate, handle, retry, hold or dead-letter, queue the result."""
 
     def __init__(
         self,
@@ -92,7 +110,7 @@ class MessagePipeline:
     ) -> None:
         self.topic = topic
         self.group = group
-        self.handler = handler
+        self.call = on_a_thread_unless_async(handler)
         self.consumed = types.consumed
         self.retry = retry
         self.results = results
@@ -105,8 +123,11 @@ class MessagePipeline:
         self.attributes = messaging_attributes(
             "process", topic, {"messaging.consumer.group.name": group}
         )
+        # Attempts of records left for later or held, so their series goes on (and a
+        # record is dead-lettered once) when they come back: (partition, offset) -> attempts.
+        self.attempts: dict[tuple[int, int], int] = {}
 
-    async def process(self, record: Any, outbox: Outbox) -> None:
+    async def process(self, record: Any, outbox: Outbox, deadline: float) -> Outcome:
         """Handle `record`; its result, if there is one, goes to `outbox`.
 
         The span is started and made current by hand rather than with
@@ -120,10 +141,11 @@ class MessagePipeline:
         try:
             if span.is_recording():  # the attributes cost only for sampled messages
                 span.set_attributes(self.message_attributes(record))
-            result = await self._outcome(record, span)
+            outcome, result = await self._outcome(record, span, deadline)
             if result is not None and self.output is not None:
                 value = result.model_dump_json().encode()
                 await outbox.add(self.output, value, record.key, kafka_headers(span, JSON))
+            return outcome
         except BaseException as error:
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
@@ -143,31 +165,39 @@ class MessagePipeline:
             attributes["messaging.kafka.message.key"] = record.key.decode(errors="replace")
         return attributes
 
-    async def _outcome(self, record: Any, span: trace.Span) -> BaseModel | None:
-        """The handler's result; None if there is none or the record was dead-lettered."""
+    async def _outcome(
+        self, record: Any, span: trace.Span, deadline: float
+    ) -> tuple[Outcome, BaseModel | None]:
+        """What became of the record, and the handler's result if there is one."""
         if problem := self._poison(record):
-            await self._dead_letter(record, problem, 0, span)
-            return None
-        attempt = 0
+            return await self._dead_letter(record, problem, 0, span), None
+        position = (record.partition, record.offset)
+        attempt = self.attempts.pop(position, 0)
         while True:
             attempt += 1
             try:
-                result = self.handler(self.consumed.model_validate_json(record.value or b""))
-                if inspect.isawaitable(result):
-                    result = await result
-                return typing.cast(BaseModel | None, result)
+                event = self.consumed.model_validate_json(record.value or b"")
+                return Outcome.DONE, typing.cast(BaseModel | None, await self.call(event))
             except Exception as error:
                 delay = self.retry.delay(error, attempt)
-                if delay is None:
-                    await self._dead_letter(record, error, attempt, span)
-                    return None
+                waits = delay is None and self.retry.waits_for_dependency(error)
+                if delay is None and not waits:
+                    outcome = await self._dead_letter(record, error, attempt, span)
+                    if outcome is Outcome.HOLD:
+                        self.attempts[position] = attempt
+                    return outcome, None
                 reason = type(error).__name__
+                if waits or time.monotonic() + (delay or 0) > deadline:
+                    self.attempts[position] = attempt
+                    span.add_event("put_back", {"attempt": attempt, "error.type": reason})
+                    logger.warning("Handler failed (%r) at attempt %d; tried later", error, attempt)
+                    return (Outcome.HOLD if waits else Outcome.LATER), None
                 span.add_event(
                     "retry", {"attempt": attempt, "error.type": reason, "delay_seconds": delay}
                 )
                 self.metrics.retries.labels(self.topic, self.group, reason).inc()
                 logger.warning("Handler failed (%r); retry %d in %.2fs", error, attempt, delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay or 0)
 
     def _poison(self, record: Any) -> PoisonMessageError | None:
         if record.headers and (undecodable := dict(record.headers).get(UNDECODABLE_HEADERS)):
@@ -179,21 +209,52 @@ class MessagePipeline:
 
     async def _dead_letter(
         self, record: Any, error: BaseException, attempts: int, span: trace.Span
-    ) -> None:
+    ) -> Outcome:
         reason = type(error).__name__
+        labels = (self.topic, self.group)
+        try:
+            whole = await self.dead_letters.send(record, error, attempts=attempts)
+        except DeadLetterUnavailableError as failure:
+            cause = type(failure.__cause__ or failure).__name__
+            self.metrics.dead_letter_failures.labels(*labels, cause).inc()
+            span.add_event("dead_letter_failed", {"error.type": cause})
+            logger.error("%s; %s[%s] is held", failure, record.topic, record.partition)
+            return Outcome.HOLD
         span.add_event("dead_lettered", {"error.type": reason, "attempts": attempts})
         span.set_attribute("error.type", reason)
         span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
-        await self.dead_letters.send(record, error, attempts=attempts)
-        self.metrics.dead_lettered.labels(self.topic, self.group, reason).inc()
+        self.metrics.dead_lettered.labels(*labels, reason).inc()
+        if not whole:
+            self.metrics.dead_letters_truncated.labels(*labels).inc()
+        return Outcome.DONE
+
+
+def on_a_thread_unless_async(handler: Handler) -> Callable[[Any], Awaitable[Any]]:
+    """`handler` as a coroutine function: a plain function runs on a worker thread.
+
+    `asyncio.to_thread` copies the context, so the handler's logs and spans still
+    belong to the message's trace.
+    """
+    if inspect.iscoroutinefunction(handler):
+        return typing.cast(Callable[[Any], Awaitable[Any]], handler)
+
+    async def call(event: Any) -> Any:
+        result = await asyncio.to_thread(handler, event)
+        return await result if inspect.isawaitable(result) else result
+
+    return call
 
 
 class BatchConsumer:
     """One consumer's batches: each record through the pipeline, then one commit."""
 
-    def __init__(self, pipeline: MessagePipeline, in_flight: InFlight) -> None:
+    def __init__(
+        self, pipeline: MessagePipeline, in_flight: InFlight, partitions: Partitions, budget: float
+    ) -> None:
         self.pipeline = pipeline
         self.in_flight = in_flight
+        self.partitions = partitions
+        self.budget = budget  # seconds a batch may take
         metrics, labels = pipeline.metrics, (pipeline.topic, pipeline.group)
         self.consumed = metrics.consumed.labels(*labels)
         self.duration = metrics.batch_duration.labels(*labels)
@@ -203,17 +264,33 @@ class BatchConsumer:
     async def handle(self, message: KafkaMessage) -> None:
         records: Sequence[Any] = message.raw_message  # a batch
         started = time.perf_counter()
+        deadline = time.monotonic() + self.budget
         outbox = self.pipeline.results.outbox()
+        done: dict[TopicPartition, int] = {}  # the next offset to read
+        later: dict[TopicPartition, int] = {}  # the first record not finished
+        held: set[TopicPartition] = set()
+        finished = 0
         with self.in_flight:
             try:
                 for record in records:
-                    await self.pipeline.process(record, outbox)
+                    partition = TopicPartition(record.topic, record.partition)
+                    if partition in later:
+                        continue  # its order holds: nothing after a record left for later
+                    outcome = await self.pipeline.process(record, outbox, deadline)
+                    if outcome is Outcome.DONE:
+                        done[partition] = record.offset + 1
+                        finished += 1
+                    else:
+                        later[partition] = record.offset
+                        if outcome is Outcome.HOLD:
+                            held.add(partition)
                 sent = await outbox.delivered()
-            except BaseException:
-                await message.nack()  # seek back: the batch is consumed again
-                raise
-            await commit(message)
-        self.consumed.inc(len(records))
+            except Exception as error:
+                # Nothing is committed; the next fetch reads the whole batch again.
+                logger.error("Batch of %d records failed (%r)", len(records), error)
+                return
+            await self.partitions.finish(done, later, held)
+        self.consumed.inc(finished)
         if self.sent is not None:
             self.sent.inc(sent)
         self.duration.observe(time.perf_counter() - started)
@@ -230,16 +307,6 @@ class BatchConsumer:
             if highwater is not None:
                 lag = max(highwater - offset - 1, 0)
                 self.lag.labels(topic, str(partition), self.pipeline.group).set(lag)
-
-
-async def commit(message: KafkaMessage) -> None:
-    """Commit the batch. If Kafka refuses (a rebalance gave its partitions to another
-    consumer, or Kafka is down), the messages are consumed again: a warning, not an error.
-    """
-    try:
-        await message.ack()
-    except Exception as error:
-        logger.warning("Batch not committed (%s); its messages will be consumed again", error)
 
 
 async def records_only(message: Any, decode: Any) -> None:

@@ -28,6 +28,7 @@ from opentelemetry.sdk._logs.export import (
 from .settings import ServiceSettings
 from .tracing import bounded, resource
 
+# The SDK default, which OTEL_BLRP_MAX_QUEUE_SIZE changes (as OTEL_BLRP_* do theirs).
 MAX_QUEUED_LOGS = 2048
 
 
@@ -89,9 +90,7 @@ def create_logger_provider(settings: ServiceSettings) -> LoggerProvider | None:
         endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/logs"
         exporter = OTLPLogExporter(endpoint=endpoint)
     provider = LoggerProvider(resource=resource(settings))
-    provider.add_log_record_processor(
-        BatchLogRecordProcessor(exporter, max_queue_size=MAX_QUEUED_LOGS)
-    )
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
     return provider
 
 

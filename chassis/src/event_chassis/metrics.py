@@ -46,6 +46,31 @@ class MessagingMetrics:
             ["topic", "group", "reason"],
             registry=registry,
         )
+        self.batches_read_again = Counter(
+            "messaging_batches_read_again",
+            "Batches that did not finish (a parser, middleware or publish failed) and were "
+            "sought back to be read again.",
+            ["topic", "group"],
+            registry=registry,
+        )
+        self.held_partitions = Gauge(
+            "messaging_held_partitions",
+            "Partitions paused because a dependency or the dead-letter topic is unavailable.",
+            ["topic", "group"],
+            registry=registry,
+        )
+        self.dead_letter_failures = Counter(
+            "messaging_dead_letter_failures",
+            "Dead-letter publishes that failed (the record's partition is held), by error type.",
+            ["topic", "group", "reason"],
+            registry=registry,
+        )
+        self.dead_letters_truncated = Counter(
+            "messaging_dead_letters_truncated",
+            "Records too large to dead-letter whole: a truncated copy went instead.",
+            ["topic", "group"],
+            registry=registry,
+        )
         self.sent = Counter(
             "messaging_sent_messages",
             "Messages published to Kafka.",

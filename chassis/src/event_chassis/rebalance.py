@@ -19,6 +19,7 @@ from aiokafka import ConsumerRebalanceListener
 from prometheus_client import Gauge
 
 from .health import Readiness
+from .partitions import Partitions
 
 
 class InFlight:
@@ -54,6 +55,7 @@ class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # u
         self,
         name: str,
         in_flight: InFlight,
+        partitions: Partitions,
         readiness: Readiness,
         lag: Gauge,
         group: str,
@@ -61,6 +63,7 @@ class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # u
     ) -> None:
         self.name = name
         self.in_flight = in_flight
+        self.partitions = partitions
         self.readiness = readiness
         self.lag = lag
         self.group = group
@@ -70,6 +73,7 @@ class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # u
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         if revoked:
             await self.in_flight.wait(self.timeout)
+        self.partitions.revoked(revoked)
         for partition in revoked:  # the next owner reports their lag
             with suppress(KeyError):
                 self.lag.remove(partition.topic, str(partition.partition), self.group)

@@ -11,9 +11,8 @@ docs/benchmarks.md). Results are partitioned by their key with the producer's
 own partitioner, as `send` would.
 
 FastStream's publisher of each results topic is still declared, so the AsyncAPI
-document shows its schema; under FastStream's in-memory test broker
-(`testing.TestService`), which knows only FastStream's publishers, the results
-go through those instead.
+document shows its schema (and `testing.TestService`, on FastStream's in-memory
+broker, sends the results through it).
 """
 
 import asyncio
@@ -82,22 +81,6 @@ def _append(builder: BatchBuilder, value: bytes, key: bytes | None, headers: Hea
     return builder.append(timestamp=None, key=key, value=value, headers=headers)
 
 
-class PublisherOutbox:
-    """Results through FastStream's publishers: the in-memory test broker's way."""
-
-    def __init__(self, publishers: dict[str, DefaultPublisher]) -> None:
-        self.publishers = publishers
-        self.count = 0
-
-    async def add(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
-        text = {name: content.decode() for name, content in headers}
-        await self.publishers[topic].publish(value, key=key, headers=text)
-        self.count += 1
-
-    async def delivered(self) -> int:
-        return self.count
-
-
 class Results:
     """The results' producer, started and stopped with the service's Kafka connection."""
 
@@ -106,25 +89,24 @@ class Results:
         self.publishers: dict[str, DefaultPublisher] = {}  # by topic: the documented ones
         self.producer: AIOKafkaProducer | None = None
         self.partitioner = DefaultPartitioner()
-        self.in_memory = False
 
     def declare(self, topic: str, publisher: DefaultPublisher) -> None:
         self.publishers[topic] = publisher
 
     def outbox(self) -> Outbox:
         """A new outbox for one consumed batch."""
-        if self.producer is not None:
-            return KafkaOutbox(self.producer, self.partitioner)
-        return PublisherOutbox(self.publishers)
+        if self.producer is None:
+            raise RuntimeError("the results' producer is not started")
+        return KafkaOutbox(self.producer, self.partitioner)
 
     async def start(self) -> None:
-        if self.in_memory or not self.publishers:
+        if not self.publishers:
             return
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             client_id=f"{self.settings.service_id}-results",
             partitioner=self.partitioner,
-            **clients.producer(),
+            **clients.producer(self.settings),
             **aiokafka_security(self.settings),
         )
         try:

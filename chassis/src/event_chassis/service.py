@@ -46,6 +46,7 @@ from .consumer import (
 )
 from .dead_letter import BinaryHeaderGuard, DeadLetters
 from .discovery import ConsulFactory, ConsulRegistration, consul_client
+from .partitions import Partitions
 from .publishing import Publisher
 from .rebalance import FinishBatchOnRevoke, InFlight
 from .results import Results
@@ -77,6 +78,7 @@ class Service:
         self.consumers = KafkaRouter(middlewares=[BinaryHeaderGuard])
         self.broker.include_router(self.consumers)
         self.subscribers: list[Any] = []  # FastStream's batch subscribers
+        self.batch_consumers: list[BatchConsumer] = []  # one each
         self.published_topics: list[str] = [settings.dead_letter_topic]
         self.results = Results(settings)
         self.dead_letters = DeadLetters(
@@ -85,6 +87,7 @@ class Service:
                 schema=bytes,
                 description="Messages that could not be processed, with x-dead-letter-* headers.",
             ),
+            settings.dead_letter_topic,
             settings.consumer_group,
         )
         self.registration = ConsulRegistration(settings, consul, readiness=self.readiness)
@@ -135,21 +138,35 @@ class Service:
         # One consumer each in the group: Kafka shares the partitions among them, so a
         # message being retried holds up only its own consumer's partitions.
         client = clients.consumer(settings)
+        labels = (topic, settings.consumer_group)
         for worker in range(client["consumers"]):
+            name = f"consumer {topic}#{worker}"
             in_flight = InFlight()
+            partitions = Partitions(
+                name,
+                hold_seconds=settings.partition_hold_seconds,
+                max_hold_seconds=settings.partition_max_hold_seconds,
+                failed=self.metrics.batches_read_again.labels(*labels),
+                held=self.metrics.held_partitions.labels(*labels),
+            )
             subscriber = self.consumers.subscriber(
                 topic,
                 group_id=client["group_id"],
                 batch=True,
                 max_records=client["max_records"],
                 batch_timeout_ms=client["fetch_wait_ms"],
-                ack_policy=AckPolicy.MANUAL,  # committed once the results are acknowledged
+                ack_policy=AckPolicy.MANUAL,  # explicit offsets, see `partitions`
                 auto_offset_reset=client["auto_offset_reset"],
                 heartbeat_interval_ms=client["heartbeat_interval_ms"],
+                session_timeout_ms=client["session_timeout_ms"],
+                max_poll_interval_ms=client["max_poll_interval_ms"],
+                fetch_max_bytes=client["fetch_max_bytes"],
+                max_partition_fetch_bytes=client["max_partition_fetch_bytes"],
                 decoder=records_only,
                 listener=FinishBatchOnRevoke(
-                    f"consumer {topic}#{worker}",
+                    name,
                     in_flight,
+                    partitions,
                     self.readiness,
                     self.metrics.lag,
                     settings.consumer_group,
@@ -158,9 +175,13 @@ class Service:
                 include_in_schema=worker == 0,
                 description=description or handler.__doc__,
             )
-            _faststream.fetch_without_idle_sleep(subscriber)
-            subscriber(batch_handler(BatchConsumer(pipeline, in_flight), types.consumed))
+            _faststream.fetch_through(subscriber, partitions)
+            consumer = BatchConsumer(
+                pipeline, in_flight, partitions, clients.batch_seconds(settings)
+            )
+            subscriber(batch_handler(consumer, types.consumed))
             self.subscribers.append(subscriber)
+            self.batch_consumers.append(consumer)
 
     def publisher(self, topic: str, schema: type[E], *, description: str = "") -> Publisher[E]:
         """A typed, traced publisher of `schema` events to `topic` (for HTTP routes, say)."""
@@ -202,9 +223,11 @@ class Service:
 
     @asynccontextmanager
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        runtime.tune_collector()
-        freezing = asyncio.create_task(runtime.freeze_once_ready(self.readiness), name="gc-freeze")
-        connecting = asyncio.create_task(self._connect(), name="kafka-connect")
+        tasks = [asyncio.create_task(self._connect(), name="kafka-connect")]
+        if self.settings.gc_tuning:
+            runtime.tune_collector()
+            freeze = runtime.freeze_once_ready(self.readiness)
+            tasks.append(asyncio.create_task(freeze, name="gc-freeze"))
         if self.settings.consul_enabled:
             self.registration.start()
         try:
@@ -215,7 +238,7 @@ class Service:
                 self.registration.stop() if self.settings.consul_enabled else asyncio.sleep(0),
                 self._drained(),
             )
-            for task in (connecting, freezing):
+            for task in tasks:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task

@@ -70,6 +70,29 @@ class ServiceSettings(BaseSettings):
     handler_max_retries: int = Field(default=3, ge=0)
     handler_retry_backoff_seconds: float = Field(default=0.2, ge=0)
     shutdown_grace_seconds: float = 15.0
+    # A dependency that is down (a handler raising `DependencyUnavailableError`,
+    # `ConnectionError` or `TimeoutError` after its retries) pauses the record's partition
+    # this long, doubling up to the maximum, instead of dead-lettering what is not broken.
+    partition_hold_seconds: float = 1.0
+    partition_max_hold_seconds: float = 30.0
+
+    # Kafka clients: aiokafka's names and meanings (see event_chassis.clients for why
+    # these defaults). The producer is the results' and the publishers'.
+    kafka_request_timeout_ms: int = Field(default=40_000, gt=0)  # producers and consumers
+    kafka_producer_acks: Literal["all", "1", "0"] = "all"
+    kafka_producer_linger_ms: int = Field(default=0, ge=0)
+    kafka_producer_batch_bytes: int = Field(default=256 * 1024, gt=0)
+    kafka_producer_max_request_bytes: int = Field(default=1024 * 1024, gt=0)
+    kafka_consumer_max_poll_interval_ms: int = Field(default=300_000, gt=0)
+    kafka_consumer_session_timeout_ms: int = Field(default=10_000, gt=0)
+    kafka_consumer_heartbeat_interval_ms: int = Field(default=250, gt=0)
+    kafka_consumer_fetch_wait_ms: int = Field(default=50, gt=0)
+    kafka_consumer_fetch_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    kafka_consumer_max_partition_fetch_bytes: int = Field(default=1024 * 1024, gt=0)
+
+    # The garbage collector tuned for a long-running service (event_chassis.runtime);
+    # false keeps CPython's defaults.
+    gc_tuning: bool = True
 
     # Consul
     consul_enabled: bool = True
@@ -106,6 +129,8 @@ class ServiceSettings(BaseSettings):
         "consumer_batch_size",
         "shutdown_grace_seconds",
         "kafka_check_interval_seconds",
+        "partition_hold_seconds",
+        "partition_max_hold_seconds",
     )
     @classmethod
     def _positive(cls, value: float) -> float:

@@ -7,7 +7,9 @@
 `TestService` runs the service's broker on FastStream's in-memory
 `TestKafkaBroker`, records what it publishes (results, dead letters and the
 service's own publishers), keeps its spans in memory and gives an HTTP client
-for its routes.
+for its routes. What the in-memory broker lacks is stood in for here, never in
+the chassis' own modules: results go through FastStream's publishers (it knows no
+aiokafka producer), and a batch's offsets are not committed (it has no consumer).
 """
 
 import json
@@ -24,10 +26,39 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
 
+from .partitions import Partitions
+from .results import Headers
 from .service import Service
 from .settings import ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
+
+
+class PublisherOutbox:
+    """Results through FastStream's publishers, which the in-memory broker carries."""
+
+    def __init__(self, publishers: Mapping[str, Any]) -> None:
+        self.publishers = publishers
+        self.count = 0
+
+    async def add(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
+        text = {name: content.decode() for name, content in headers}
+        await self.publishers[topic].publish(value, key=key, headers=text)
+        self.count += 1
+
+    async def delivered(self) -> int:
+        return self.count
+
+
+class UncommittedPartitions(Partitions):
+    """The in-memory broker has no consumer to commit to or seek: a batch just ends."""
+
+    async def finish(self, *args: Any) -> None:
+        self.in_hand.clear()
+
+
+async def _nothing_to_start() -> None:
+    """The results' producer is not needed: FastStream's publishers carry the results."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +96,18 @@ class TestService:
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        service.results.in_memory = True  # the in-memory broker carries FastStream's only
+        results = service.results
+        results.start = _nothing_to_start  # type: ignore[method-assign]
+        results.outbox = lambda: PublisherOutbox(results.publishers)  # type: ignore[method-assign]
+        for consumer in service.batch_consumers:
+            old = consumer.partitions
+            consumer.partitions = UncommittedPartitions(
+                old.name,
+                hold_seconds=old.hold_seconds,
+                max_hold_seconds=old.max_hold_seconds,
+                failed=old.failed,
+                held=old.held_gauge,
+            )
         self.spans = InMemorySpanExporter()
         service.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self._published: dict[str, list[Published]] = defaultdict(list)

@@ -41,6 +41,7 @@ from opentelemetry.sdk.trace.sampling import (
 
 from .settings import ServiceSettings
 
+# The SDK default, which OTEL_BSP_MAX_QUEUE_SIZE changes (as OTEL_BSP_* do theirs).
 MAX_QUEUED_SPANS = 2048
 FLUSH_SECONDS = 5.0  # a live collector takes milliseconds; a dead one is not waited for
 
@@ -74,9 +75,6 @@ def bounded(shutdown: Callable[[], Any]) -> None:
 
 class BoundedBatchSpanProcessor(BatchSpanProcessor):
     """A BatchSpanProcessor whose shut-down returns within `FLUSH_SECONDS`."""
-
-    def __init__(self, exporter: SpanExporter) -> None:
-        super().__init__(exporter, max_queue_size=MAX_QUEUED_SPANS)
 
     def shutdown(self) -> None:
         bounded(super().shutdown)
