@@ -42,17 +42,26 @@ def result(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def service_settings(package: str, group: str) -> Any:
+    """The service's own settings, as its environment gives them."""
+    return importlib.import_module(f"{package}.settings").Settings(consumer_group=group)
+
+
 def consumer_settings(package: str, group: str) -> dict[str, Any]:
-    settings = importlib.import_module(f"{package}.settings").Settings(consumer_group=group)
-    consumer: dict[str, Any] = clients.consumer(settings)
+    consumer: dict[str, Any] = clients.consumer(service_settings(package, group))
     return consumer
+
+
+def producer_settings(package: str) -> dict[str, Any]:
+    producer: dict[str, Any] = clients.producer(service_settings(package, "<group>"))
+    return producer
 
 
 def settings(package: str) -> dict[str, dict[str, Any]]:
     """Every client setting of every variant, from the code that sets it."""
     consumer = consumer_settings(package, "<group>")
     return {
-        "producer": clients.producer(),
+        "producer": producer_settings(package),
         "consumer": {key: value for key, value in consumer.items() if key != "group_id"},
     }
 
@@ -71,13 +80,17 @@ class BareConsumers:
 
         self.settings = consumer_settings(package, group)
         self.sink = sink
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **clients.producer())
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_settings(package))
         self.consumers = [
             AIOKafkaConsumer(
                 source,
                 bootstrap_servers=bootstrap,
                 group_id=self.settings["group_id"],
                 heartbeat_interval_ms=self.settings["heartbeat_interval_ms"],
+                session_timeout_ms=self.settings["session_timeout_ms"],
+                max_poll_interval_ms=self.settings["max_poll_interval_ms"],
+                fetch_max_bytes=self.settings["fetch_max_bytes"],
+                max_partition_fetch_bytes=self.settings["max_partition_fetch_bytes"],
                 auto_offset_reset=self.settings["auto_offset_reset"],
                 enable_auto_commit=self.settings["enable_auto_commit"],
             )
@@ -155,7 +168,7 @@ async def bare_faststream(
         bootstrap,
         logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,
-        **clients.producer(),
+        **producer_settings(package),
     )
     finished = asyncio.Event()
     done = 0
