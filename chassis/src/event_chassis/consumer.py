@@ -276,6 +276,9 @@ class BatchConsumer:
                     partition = TopicPartition(record.topic, record.partition)
                     if partition in later:
                         continue  # its order holds: nothing after a record left for later
+                    if time.monotonic() > deadline:  # the batch's time is up
+                        later[partition] = record.offset
+                        continue
                     outcome = await self.pipeline.process(record, outbox, deadline)
                     if outcome is Outcome.DONE:
                         done[partition] = record.offset + 1
