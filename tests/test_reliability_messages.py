@@ -74,7 +74,7 @@ async def _faulty_handle(event):
         if seen < wanted:
             _failures[name] = seen + 1
             raise TimeoutError(f"injected transient failure {seen + 1}/{wanted} for {name}")
-    return _real_handle(event)
+    return await _real_handle(event)
 
 
 handlers.handle = _faulty_handle

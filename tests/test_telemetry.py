@@ -74,12 +74,12 @@ _timed_out: set[object] = set()
 
 
 @_functools.wraps(handle)
-def handle(event):  # type: ignore[no-redef]
+async def handle(event):  # type: ignore[no-redef]
     """The team's handler, behind a dependency that times out once for "retry-once" orders."""
     if event.company_name.startswith("retry-once") and event.event_id not in _timed_out:
         _timed_out.add(event.event_id)
         raise TimeoutError("the pricing service timed out")
-    return handle.__wrapped__(event)
+    return await handle.__wrapped__(event)
 '''
 
 POST = ("trace-intake", "POST /api/v1/orders")

@@ -13,8 +13,8 @@ REQUEST = events.ValueModelRequested(
 )
 
 
-def test_handle_keeps_the_subject_and_points_back_to_the_request() -> None:
-    result = handle(REQUEST)
+async def test_handle_keeps_the_subject_and_points_back_to_the_request() -> None:
+    result = await handle(REQUEST)
 
     assert (result.company_name, result.industry) == ("Acme Corp", "Manufacturing")
     assert result.source_event_id == REQUEST.event_id

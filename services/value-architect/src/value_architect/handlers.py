@@ -4,7 +4,14 @@
 The chassis calls `handle` for every event on `value-model.requested` and publishes what
 it returns (return None to publish nothing). An invalid event, or an error that
 persists after retries, sends the event to `value-architect.dead-letter`; raise
-`event_chassis.PoisonMessageError` to send it there at once.
+`event_chassis.PoisonMessageError` to send it there at once, and
+`event_chassis.DependencyUnavailableError` when something you call is down: the event
+then waits (its partition paused) instead of being dead-lettered.
+
+`async def` handlers run on the event loop, beside every other consumer, the HTTP API
+and Kafka's heartbeats: await your I/O (httpx.AsyncClient, asyncpg) and never block. A
+plain `def` handler runs on a worker thread, as FastAPI runs `def` endpoints: use it
+for blocking calls (a synchronous SDK or driver); each event then costs a thread hop.
 """
 
 import logging
@@ -18,7 +25,7 @@ from . import events
 logger = logging.getLogger(__name__)
 
 
-def handle(
+async def handle(
     event: events.ValueModelRequested,
 ) -> events.ValueModelCreated:
     """Turn a request into its result. Replace with your own work."""
