@@ -1,4 +1,13 @@
-"""Remove what a disabled option does not need, record the answers, print the next steps.
+"""Remove what a disabled option does not need, write where the chassis comes from, record
+the answers, print the next steps.
+
+The chassis requirement is written here, not by Jinja, because only this hook can find
+out where the template was rendered from: a git URL and the commit of its clone, or a
+folder. Unless `chassis_requirement` names an index's range, the service installs the
+chassis of exactly that template: `git+<url>@<commit>#subdirectory=chassis` (a folder at
+a clean commit counts as `file://` URL), or, for a folder with uncommitted changes, the
+folder's `chassis/` as it is. `cruft update` renders the old and the new commit with this
+hook and merges the difference, so the reference moves to the new commit.
 
 The answers and the template's commit go to `.cruft.json`, so `cruft update` can bring
 later template changes into the service. `cruft create` writes that file itself; for a
@@ -6,9 +15,15 @@ plain `cookiecutter` run this hook writes the same, when the template is a git c
 """
 
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+
+from cookiecutter.config import get_user_config
+from cookiecutter.repository import expand_abbreviations, is_repo_url
 
 SERVICE = "{{ cookiecutter.service_name }}"
 PACKAGE = "{{ cookiecutter.package_name }}"
@@ -24,6 +39,9 @@ NOT_FOR_WORKERS = [
     *(Path("chart") / "templates" / name for name in ROUTE_TEMPLATES),
     Path("chart") / "ci" / "httproute-values.yaml",
 ]
+# What the template's pyproject.toml holds where the two chassis requirements go.
+PLACEHOLDERS = ('"<event-chassis>"', '"<event-chassis[testing]>"')
+CHASSIS_NAME = re.compile(r"^event[-_.]chassis\s*", re.IGNORECASE)  # pre_gen checked the rest
 
 
 def remove(path: Path) -> None:
@@ -50,17 +68,78 @@ def template_commit(repo_dir: str) -> str | None:
     return git(repo_dir, "rev-parse", "HEAD")
 
 
+def template_folder(path: str) -> Path | None:
+    """A template's folder. Cookiecutter passes a path as typed: relative to the shell's
+    folder (PWD), not to this hook's (the new service)."""
+    folder = Path(os.environ.get("PWD", "."), Path(path).expanduser()) if path else None
+    return folder.resolve() if folder and (folder / "cookiecutter.json").is_file() else None
+
+
+def template_source() -> tuple[str | None, str | None, Path | None]:
+    """The template's git URL (None: a folder), its commit (None: unknown) and its folder.
+
+    cookiecutter gives the template as typed (`gh:` expanded here as it does) and the
+    folder it rendered (a clone, for a URL); cruft, the URL or the absolute folder it
+    cloned, and the commit.
+    """
+    template = str(CONTEXT.get("_template", ""))
+    url = expand_abbreviations(template, get_user_config()["abbreviations"])
+    url = url if is_repo_url(url) else None
+    folder = template_folder(str(CONTEXT.get("_repo_dir") or ("" if url else template)))
+    commit = CONTEXT.get("_commit") or (template_commit(str(folder)) if folder else None)
+    return url, commit, folder
+
+
+def pip_git_url(url: str) -> str:
+    """The template's URL as pip's git URL: `git+` in front, `git@host:org/repo` as
+    `ssh://git@host/org/repo`, `file:///path` as `file://localhost/path` (pip before 24.1,
+    the one Python 3.11 brings, refuses a URL without a host)."""
+    url = url.removeprefix("git+")
+    scp = re.match(r"^(?P<host>[\w.-]+@[\w.-]+):(?P<path>.*)$", url)
+    if scp and "://" not in url:
+        url = f"ssh://{scp['host']}/{scp['path']}"
+    return "git+" + re.sub(r"^file:///", "file://localhost/", url)
+
+
+def chassis_requirements() -> tuple[str, str]:
+    """The service's chassis requirement and the same with the `testing` extra."""
+    answer = str(CONTEXT.get("chassis_requirement", "")).strip()
+    if answer:
+        rest = CHASSIS_NAME.sub("", answer)
+    else:
+        url, commit, folder = template_source()
+        location = url or (folder.as_uri() if folder else None)
+        if commit and location:
+            rest = f"@ {pip_git_url(location)}@{commit}#subdirectory=chassis"
+        elif folder and not url:
+            rest = f"@ {(folder / 'chassis').as_uri()}"  # a working tree, as rendered
+        else:
+            sys.exit(
+                f"ERROR: cannot tell where the chassis of {CONTEXT.get('_template')!r} is "
+                "(no git commit): answer chassis_requirement (e.g. event-chassis~=1.1)"
+            )
+    rest = f" {rest}" if rest.startswith("@") else rest
+    return f"event-chassis{rest}", f"event-chassis[testing]{rest}"
+
+
+def write_chassis_requirements() -> str:
+    pyproject = Path("pyproject.toml")
+    text = pyproject.read_text()
+    requirements = chassis_requirements()
+    for placeholder, requirement in zip(PLACEHOLDERS, requirements, strict=True):
+        text = text.replace(placeholder, json.dumps(requirement))
+    pyproject.write_text(text)
+    return requirements[0]
+
+
 def record_answers() -> bool:
     """Write `.cruft.json` for a plain cookiecutter run; False if the commit is unknown."""
     if "_commit" in CONTEXT:
         return True  # cruft create: it records the answers itself
-    repo_dir = CONTEXT.get("_repo_dir", "")
-    commit = template_commit(repo_dir) if repo_dir else None
+    url, commit, folder = template_source()
     if commit is None:
         return False
-    template = CONTEXT.get("_template", "")
-    if not (":" in template or template.startswith("git@")):
-        template = str(Path(repo_dir).resolve())  # a local checkout: where it is
+    template = re.sub(r"^git\+", "", url) if url else str(folder)  # as cruft clones it
     answers = {
         key: value
         for key, value in CONTEXT.items()
@@ -70,7 +149,7 @@ def record_answers() -> bool:
         "template": template,
         "commit": commit,
         "checkout": None,
-        "context": {"cookiecutter": {**answers, "_commit": commit}},
+        "context": {"cookiecutter": {**answers, "_template": template, "_commit": commit}},
         "directory": None,
     }
     Path(".cruft.json").write_text(json.dumps(state, indent=2) + "\n")
@@ -81,13 +160,14 @@ def main() -> None:
     if not HTTP_API:
         for path in NOT_FOR_WORKERS:
             remove(path)
+    chassis = write_chassis_requirements()
     recorded = record_answers()
     print(
         f"""
 Created {SERVICE}. Next steps:
   cd {SERVICE} && git init && git add -A && git commit -m "Generated from the service template"
   python -m venv .venv && . .venv/bin/activate
-  pip install -e '.[dev]'     # the event-chassis comes from your package index
+  pip install -e '.[dev]'     # with {chassis}
   pytest                      # the unit tests need no server
 The service needs Kafka; Consul and the collector are optional. From the platform
 repository, ./deploy-all.sh starts it with everything it needs.

@@ -16,6 +16,13 @@ ANSWERS: dict[str, object] = json.loads({{ cookiecutter | jsonify | tojson }})
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 PACKAGE = re.compile(r"^[a-z_][a-z0-9_]*$")
 KAFKA_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+# A requirement for the chassis: a version range on an index, or a direct reference (a
+# URL). A pattern, not `packaging`: neither cookiecutter nor cruft brings packaging into
+# the Python that runs this hook. post_gen_project.py adds the `[testing]` extra itself.
+_VERSION = r"(~=|===|==|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
+_RANGE = rf"{_VERSION}(\s*,\s*{_VERSION})*"
+_URL = r"@\s*[A-Za-z][A-Za-z0-9+.-]*://\S+"
+CHASSIS_REQUIREMENT = re.compile(rf"^event[-_.]chassis\s*({_RANGE}|{_URL})?$", re.IGNORECASE)
 
 # Top-level modules a generated service imports; a package named like one of
 # them would shadow it.
@@ -76,6 +83,16 @@ def check_api_resource(resource: str) -> str | None:
     return None
 
 
+def check_chassis_requirement(requirement: str) -> str | None:
+    if requirement and not CHASSIS_REQUIREMENT.match(requirement):
+        return (
+            f"chassis_requirement {requirement!r} is not a requirement for event-chassis: "
+            "use a version range (event-chassis~=1.1), a direct reference "
+            "(event-chassis @ https://...), or leave it empty"
+        )
+    return None
+
+
 def problems(answers: dict[str, object]) -> list[str]:
     get = lambda key: str(answers[key])  # noqa: E731
     found = [
@@ -84,6 +101,7 @@ def problems(answers: dict[str, object]) -> list[str]:
         check_port(get("http_port")),
         check_api_resource(get("api_resource")),
         check_partitions(get("topic_partitions")),
+        check_chassis_requirement(get("chassis_requirement").strip()),
     ]
     topics = ("consumes_topic", "produces_topic", "dead_letter_topic")
     found += [check_topic(field, get(field)) for field in topics]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from cookiecutter.main import cookiecutter
 
+from platform_deploy.new import chassis_requirement
+
 REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".wheels"
 
@@ -27,7 +29,13 @@ def pip_env(*wheels: Path) -> dict[str, str]:
 
 
 def render(output_dir: Path, **answers: str) -> Path:
-    """Run cookiecutter without prompts; returns the generated service's directory."""
+    """Run cookiecutter without prompts; returns the generated service's directory.
+
+    The chassis by range, as for the services under services/ (`./deploy-all.sh new`), so
+    the wheel in .wheels serves it to virtualenvs and image builds alike; a service that
+    derives its git reference is tests/test_install_anywhere.py's.
+    """
+    answers = {"chassis_requirement": chassis_requirement(), **answers}
     rendered = cookiecutter(
         str(REPO), no_input=True, output_dir=str(output_dir), extra_context=answers
     )

@@ -29,6 +29,10 @@ BAD_ANSWERS = [
     ("produces_topic=value-model.requested", "must be three different topics"),
     ("topic_partitions=0", "must be a number from 1 to 1000"),
     ("api_resource=Value Models", "must be lowercase letters"),
+    ("chassis_requirement=requests~=2.32", "is not a requirement for event-chassis"),
+    ("chassis_requirement=event-chassis 1.1", "is not a requirement for event-chassis"),
+    ("chassis_requirement=event-chassis @ ../chassis", "is not a requirement for event-chassis"),
+    ("chassis_requirement=event-chassis[testing]~=1.1", "is not a requirement for event-chassis"),
 ]
 
 

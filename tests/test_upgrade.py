@@ -8,64 +8,36 @@ repository, so what is tested is what is here.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from .rendering import REPO, install, run
+from .rendering import install, run
+from .template_repo import commit_all, git, template_repository
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "test",
-    "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "test",
-    "GIT_COMMITTER_EMAIL": "test@example.invalid",
-}
 CRUFT = [sys.executable, "-m", "cruft"]
-
-
-def git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **GIT_ENV},
-    )
-    return result.stdout.strip()
-
-
-def commit_all(cwd: Path, message: str) -> str:
-    git(cwd, "add", "--all")
-    git(cwd, "commit", "--quiet", "-m", message)
-    return git(cwd, "rev-parse", "HEAD")
+# The chassis line of a service that derives it: the template's repository at a commit.
+GIT_REFERENCE = "event-chassis @ git+file://localhost{template}@{commit}#subdirectory=chassis"
 
 
 @pytest.fixture
 def template(tmp_path: Path) -> Path:
     """This working tree's template files in a fresh git repository, as commit A."""
-    files = git(REPO, "ls-files", "--cached", "--others", "--exclude-standard").splitlines()
-    root = tmp_path / "template"
-    for name in files:
-        source = REPO / name
-        if name.startswith(("services/", "chassis/", "bench/", "docs/")) or not source.is_file():
-            continue
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, root / name)
-    git(root, "init", "--quiet", "--initial-branch=main")
-    commit_all(root, "template A")
-    return root
+    return template_repository(tmp_path / "template")
 
 
-def create(template: Path, output: Path) -> Path:
+def dependencies(service: Path) -> list[str]:
+    return list(tomllib.loads((service / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+def create(template: Path, output: Path, **answers: str) -> Path:
     """`cruft create`, then the service becomes its team's git repository."""
     output.mkdir(parents=True, exist_ok=True)
-    run([*CRUFT, "create", str(template), "--no-input", "--output-dir", str(output)], output)
+    command = [*CRUFT, "create", str(template), "--no-input", "--output-dir", str(output)]
+    run([*command, "--extra-context", json.dumps(answers)], output)
     service = output / "value-architect"
     git(service, "init", "--quiet", "--initial-branch=main")
     commit_all(service, "Generated")
@@ -95,6 +67,8 @@ def test_cruft_update_brings_a_template_change_and_keeps_the_teams_edits(
     template: Path, tmp_path: Path
 ) -> None:
     service = create(template, tmp_path / "out")
+    first_commit = git(template, "rev-parse", "HEAD")
+    assert dependencies(service) == [GIT_REFERENCE.format(template=template, commit=first_commit)]
     edit_as_a_team_would(service)
     # The platform changes a thin file, and (to show it is skipped) the sample handler.
     dockerfile = template / "{{cookiecutter.service_name}}" / "Dockerfile"
@@ -116,6 +90,8 @@ def test_cruft_update_brings_a_template_change_and_keeps_the_teams_edits(
     assert 'priority="high"' in (package / "handlers.py").read_text()
     assert "priority" in (package / "events.py").read_text()
     assert json.loads((service / ".cruft.json").read_text())["commit"] == new_commit
+    # The chassis reference is in the platform's pyproject.toml: it moved with the update.
+    assert dependencies(service) == [GIT_REFERENCE.format(template=template, commit=new_commit)]
     assert not list(service.rglob("*.rej"))
     python = install(service)
     output = run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], service)
@@ -123,21 +99,26 @@ def test_cruft_update_brings_a_template_change_and_keeps_the_teams_edits(
 
 
 def test_a_chassis_version_bump_reaches_the_service(template: Path, tmp_path: Path) -> None:
-    service = create(template, tmp_path / "out")
-    chassis = tmp_path / "chassis"
-    shutil.copytree(REPO / "chassis", chassis, ignore=shutil.ignore_patterns(".venv", "*.egg-info"))
-    pyproject = chassis / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('version = "1.0.0"', 'version = "1.1.0"'))
+    """The platform team's own index: the service takes the chassis by range, `~=X.Y`,
+    and a release of the next minor version reaches it with no change to the service."""
+    pyproject = template / "chassis" / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    major, minor = map(int, version.split(".")[:2])
+    series = f"event-chassis~={major}.{minor}"
+    service = create(template, tmp_path / "out", chassis_requirement=series)
+    assert dependencies(service) == [series]
+    bumped = f"{major}.{minor + 1}.0"
+    pyproject.write_text(
+        pyproject.read_text().replace(f'version = "{version}"', f'version = "{bumped}"')
+    )
     wheels = tmp_path / "wheels"
     pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels)]
-    run([*pip_wheel, str(chassis)], tmp_path)
-    manifest = service / "pyproject.toml"
-    manifest.write_text(manifest.read_text().replace("event-chassis~=1.0", "event-chassis~=1.1"))
+    run([*pip_wheel, str(template / "chassis")], tmp_path)
 
-    python = install(service, wheels)  # finds 1.1.0 beside the repository's 1.0.0
+    python = install(service, wheels)  # the index: the new wheel beside the repository's own
 
     shown = run([str(python), "-m", "pip", "show", "event-chassis"], service)
-    assert "Version: 1.1.0" in shown
+    assert f"Version: {bumped}" in shown
     output = run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], service)
     assert " passed" in output
     assert "failed" not in output
@@ -152,7 +133,9 @@ def test_a_plain_cookiecutter_service_records_its_template_commit(
 
     state = json.loads((service / ".cruft.json").read_text())
 
-    assert state["commit"] == git(template, "rev-parse", "HEAD")
+    commit = git(template, "rev-parse", "HEAD")
+    assert state["commit"] == commit
+    assert dependencies(service) == [GIT_REFERENCE.format(template=template, commit=commit)]
     assert state["context"]["cookiecutter"]["service_name"] == "value-architect"
     output = run([*CRUFT, "check", "--project-dir", str(service)], service)
     assert "up to date" in output
