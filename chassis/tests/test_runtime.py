@@ -35,3 +35,16 @@ async def test_start_up_objects_are_frozen_once_the_service_is_ready(settings: S
             await asyncio.sleep(0.01)
 
         assert gc.get_freeze_count() > 100_000  # FastAPI, pydantic, OpenTelemetry, ...
+
+
+async def test_gc_tuning_can_be_switched_off(settings: Settings) -> None:
+    """GC_TUNING=false: CPython's thresholds stay, and nothing is frozen once ready."""
+    before = gc.get_threshold()
+    service = create_service(settings.model_copy(update={"gc_tuning": False}))
+    async with TestKafkaBroker(service.broker), service.app.router.lifespan_context(service.app):
+        for component in list(service.readiness.problems):
+            service.readiness.ok(component)
+        await asyncio.sleep(0.2)
+
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() == 0

@@ -163,6 +163,21 @@ def test_spans_queued_for_a_hung_collector_are_bounded() -> None:
     provider.shutdown()
 
 
+def test_the_standard_batch_span_processor_variables_are_honoured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OTEL_BSP_MAX_QUEUE_SIZE bounds the queue (the chassis once fixed it at 2048)."""
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "100")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "50")
+    collector = HungCollector()
+    provider = spans_while_collector_hangs(collector)
+    collector.release.set()
+    provider.force_flush()
+
+    assert 0 < collector.exported <= 100 + 50
+    provider.shutdown()
+
+
 def test_shutdown_does_not_wait_for_a_hung_collector(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("event_chassis.tracing.FLUSH_SECONDS", 0.5)
     collector = HungCollector()
