@@ -5,8 +5,9 @@ cache private and empty: the platform's build cache (PLATFORM_CACHE_DIR: the ser
 tools, the stand-in base image), Go's module and build caches, Maven's repository and
 pip's cache. Only what a machine has before a session (Python, Java, Maven, Go, Debian's
 packages already installed) is shared. Prints `make test`'s own progress lines as they
-come; writes docs/cold-test.{md,json} (COLD_OUTPUT moves them): the commit, the total, the
-time of each build `make test` reported, and the tests' summary line.
+come; writes docs/cold-test.{md,json} (COLD_OUTPUT moves them): the commit (a clone has no
+uncommitted change) and its chassis version, the total, the time of each build `make test`
+reported, and the tests' summary line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,6 +48,7 @@ def main() -> int:
         root = Path(scratch)
         clone = root / "main"
         subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+        chassis = tomllib.loads((clone / "chassis" / "pyproject.toml").read_text())["project"]
         (root / "shared").symlink_to(REPO.parent / "shared")  # ../shared, as CI has it
         env = {**os.environ, **private_caches(root / "caches")}
         started = time.monotonic()
@@ -68,6 +71,7 @@ def main() -> int:
     result = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit,
+        "chassis_version": chassis["version"],
         "cpus": os.cpu_count(),
         "exit_code": make.returncode,
         "total_minutes": round(total / 60, 1),
@@ -81,7 +85,8 @@ def main() -> int:
     rows = "\n".join(f"| {build['what']} | {build['took']} |" for build in builds)
     (out / "cold-test.md").write_text(
         f"# A cold `make test`\n\nWritten by `make cold-test` at {result['measured_at']} from "
-        f"commit `{commit}` on {result['cpus']} CPUs: a fresh clone, every cache private and "
+        f"commit `{commit}` (event-chassis {result['chassis_version']}) on {result['cpus']} "
+        "CPUs: a fresh clone, every cache private and "
         f"empty (servers, tools, Go modules and builds, Maven, pip).\n\n"
         f"**{result['total_minutes']} minutes** (budget {BUDGET_MINUTES}); exit code "
         f"{make.returncode}; {result['tests']}.\n\n| built | time |\n|---|---|\n"
