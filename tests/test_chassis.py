@@ -1,14 +1,17 @@
 """The chassis' own suite, lint and types, in a fresh virtualenv with the newest versions
-its ranges allow; its Kafka tests against the real Kafka the platform starts."""
+its ranges allow; its Kafka tests against the real Kafka the platform starts, and its
+delivery tests (chassis/tests/test_delivery.py) as rows of the reliability report."""
 
 from __future__ import annotations
 
+import json
 import os
 import venv
 from pathlib import Path
 
 import pytest
 
+from . import report
 from .conftest import Platform
 from .rendering import REPO, run
 
@@ -54,7 +57,38 @@ def test_kafka_and_consul_tests_pass_against_the_real_servers(
         "KAFKA_BOOTSTRAP_SERVERS": platform.kafka.bootstrap,
         "CONSUL_HTTP_ADDR": f"http://{platform.consul.http_addr}",
     }
-    output = run(pytest_args(python, "-m", "kafka or consul"), CHASSIS, env=env)
+    # The delivery tests run once, below, as rows of the reliability report.
+    args = pytest_args(python, "-m", "kafka or consul", "--ignore", "tests/test_delivery.py")
+    output = run(args, CHASSIS, env=env)
 
     assert " passed" in output
     assert "failed" not in output
+
+
+@pytest.mark.reliability
+def test_no_failure_path_of_the_batch_consumer_loses_a_message(
+    python: Path, platform: Platform, tmp_path: Path
+) -> None:
+    """One consumer on three partitions, a fault in each case; counted by record name."""
+    figures = tmp_path / "delivery.jsonl"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": platform.kafka.bootstrap,
+        "DELIVERY_REPORT": str(figures),
+    }
+    try:
+        output = run(pytest_args(python, "-m", "kafka", "tests/test_delivery.py"), CHASSIS, env=env)
+    finally:
+        cases = (
+            [json.loads(line) for line in figures.read_text().splitlines()]
+            if figures.exists()
+            else []
+        )
+        for case in cases:
+            name = case.pop("case")
+            claim = f"{name}: nothing lost, duplicates only from the replay"
+            report.record(f"delivery: {name}", claim, case["lost"] == 0, **case)
+
+    assert " passed" in output
+    assert "failed" not in output
+    assert len(cases) == 7

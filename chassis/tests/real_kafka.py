@@ -5,6 +5,7 @@ results and dead-letter topics, how many were lost and how many came twice.
 """
 
 import asyncio
+import json
 import os
 import time
 import uuid
@@ -108,6 +109,17 @@ class Delivery:
     @property
     def duplicates(self) -> int:
         return sum(n - 1 for n in (self.results + self.dead_letters).values() if n > 1)
+
+    def report(self, case: str, **figures: Any) -> None:
+        """Print the counts; with DELIVERY_REPORT set, append them there as a JSON line
+        (the platform's `make report` puts them in docs/reliability.md)."""
+        print(case, self, figures)
+        if path := os.environ.get("DELIVERY_REPORT"):
+            counts = {"sent": len(self.sent), "results": sum(self.results.values())}
+            counts |= {"dead_letters": sum(self.dead_letters.values())}
+            counts |= {"lost": len(self.lost), "duplicates": self.duplicates}
+            with open(path, "a") as lines:
+                lines.write(json.dumps({"case": case, **counts, **figures}) + "\n")
 
     def __str__(self) -> str:
         return (

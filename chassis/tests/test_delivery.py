@@ -72,7 +72,7 @@ async def test_null_header_values_go_through_with_the_records_around_them() -> N
         await until(lambda: len(set(handled)) == len(sent))
     found = await delivery(settings, sent)
 
-    print(found)
+    found.report("null header values mixed into the stream", null_headers=len(sent) // 2)
     assert found.lost == []
     assert not found.dead_letters
     assert found.duplicates == 0
@@ -108,7 +108,8 @@ async def test_a_batch_that_fails_before_the_handler_is_read_again(
         await until(lambda: len(set(handled)) == len(sent))
     found = await delivery(settings, sent)
 
-    print(found, f"batches read again: {metric(service, 'messaging_batches_read_again_total')}")
+    again = metric(service, "messaging_batches_read_again_total")
+    found.report("a middleware fails before the handler, 3 batches", read_again=again)
     assert failures == [3]
     assert metric(service, "messaging_batches_read_again_total") == 3
     assert found.lost == []
@@ -145,7 +146,7 @@ async def test_a_result_publish_failure_mid_batch_reads_the_batch_again() -> Non
         await until(lambda: len(set(handled)) == len(sent))
     found = await delivery(settings, sent)
 
-    print(found)
+    found.report("a result publish fails mid-batch", replay_bound=settings.consumer_batch_size)
     assert calls[0] > 5
     assert found.lost == []
     assert found.duplicates <= settings.consumer_batch_size  # the replayed batch, at most
@@ -181,7 +182,8 @@ async def test_a_dead_letter_failure_holds_its_partition_and_dead_letters_once()
         await until(lambda: metric(service, "messaging_dead_lettered_messages_total") == len(bad))
     found = await delivery(settings, sent)
 
-    print(found)
+    failures = metric(service, "messaging_dead_letter_failures_total")
+    found.report("the dead-letter topic refuses 3 times", dead_letter_failures=failures)
     assert refusals == [3]
     assert metric(service, "messaging_dead_letter_failures_total") == 3
     assert found.lost == []
@@ -212,7 +214,7 @@ async def test_a_record_too_large_to_dead_letter_whole_goes_truncated() -> None:
     [dead] = [r for r in await read(settings.dead_letter_topic, 2) if r.key == b"huge"]
     headers = {name: value.decode() for name, value in dead.headers}
 
-    print(found)
+    found.report("a record too large to dead-letter whole", truncated_to=len(dead.value))
     assert found.lost == []
     assert found.duplicates == 0
     assert headers["x-dead-letter-truncated"] == str(1_048_000)
@@ -246,12 +248,19 @@ async def test_a_dependency_outage_under_load_holds_partitions_and_dead_letters_
             per_second=20,  # 60 s of load
         )
         held_during = metric(service, "messaging_held_partitions")
+        lasted = time.monotonic() - outage
         down.clear()
-        print(f"outage lasted {time.monotonic() - outage:.1f} s; {held_during:.0f} partitions held")
+        back = time.monotonic()
         await until(lambda: len(set(handled)) == len(sent))
+        caught_up = time.monotonic() - back
     found = await delivery(settings, sent)
 
-    print(found)
+    found.report(
+        "a 60 s dependency outage under load",
+        outage_seconds=round(lasted, 1),
+        partitions_held=held_during,
+        caught_up_seconds=round(caught_up, 1),
+    )
     assert held_during >= 1
     assert found.lost == []
     assert not found.dead_letters
@@ -305,7 +314,11 @@ async def test_a_blocking_handler_stops_neither_heartbeats_nor_the_health_endpoi
         revoked_while_running = list(revoked)
     found = await delivery(settings, sent)
 
-    print(found, f"answered during a blocking call: {answered_during}")
+    found.report(
+        "a handler blocking 200 ms a record",
+        health_answered_while_blocked=f"{sum(answered_during)}/{len(answered_during)}",
+        revocations=len(revoked_while_running),
+    )
     assert all(answered_during)
     assert revoked_while_running == []
     assert found.lost == []

@@ -93,9 +93,8 @@ def fetch_through(subscriber: object, partitions: Partitions) -> None:
     async def get_msg(consumer: AIOKafkaConsumer) -> tuple[Any, ...]:
         await partitions.before_fetch(consumer)
         fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-        records = tuple(chain.from_iterable(fetched.values()))
-        partitions.fetched(records)
-        return records
+        partitions.fetched(fetched)
+        return tuple(chain.from_iterable(fetched.values()))
 
     subscriber.get_msg = get_msg  # type: ignore[method-assign]
 

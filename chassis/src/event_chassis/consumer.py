@@ -266,14 +266,15 @@ class BatchConsumer:
         started = time.perf_counter()
         deadline = time.monotonic() + self.budget
         outbox = self.pipeline.results.outbox()
-        done: dict[TopicPartition, int] = {}  # the next offset to read
-        later: dict[TopicPartition, int] = {}  # the first record not finished
-        held: set[TopicPartition] = set()
+        # By (topic, partition), a plain tuple: a TopicPartition a record costs more.
+        done: dict[tuple[str, int], int] = {}  # the next offset to read
+        later: dict[tuple[str, int], int] = {}  # the first record not finished
+        held: set[tuple[str, int]] = set()
         finished = 0
         with self.in_flight:
             try:
                 for record in records:
-                    partition = TopicPartition(record.topic, record.partition)
+                    partition = (record.topic, record.partition)
                     if partition in later:
                         continue  # its order holds: nothing after a record left for later
                     if time.monotonic() > deadline:  # the batch's time is up
@@ -292,7 +293,11 @@ class BatchConsumer:
                 # Nothing is committed; the next fetch reads the whole batch again.
                 logger.error("Batch of %d records failed (%r)", len(records), error)
                 return
-            await self.partitions.finish(done, later, held)
+            await self.partitions.finish(
+                {TopicPartition(*p): offset for p, offset in done.items()},
+                {TopicPartition(*p): offset for p, offset in later.items()},
+                {TopicPartition(*p) for p in held},
+            )
         self.consumed.inc(finished)
         if self.sent is not None:
             self.sent.inc(sent)

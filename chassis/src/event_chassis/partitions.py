@@ -76,10 +76,11 @@ class Partitions:
             self.held_gauge.dec(len(due))
             consumer.resume(*(p for p in due if p in consumer.assignment()))
 
-    def fetched(self, records: Iterable[Any]) -> None:
-        """The batch about to be handled (aiokafka ConsumerRecords)."""
-        for record in records:
-            self.in_hand.setdefault(TopicPartition(record.topic, record.partition), record.offset)
+    def fetched(self, batches: Mapping[TopicPartition, list[Any]]) -> None:
+        """The batch about to be handled: aiokafka's `getmany`, records by partition."""
+        for partition, records in batches.items():
+            if records:
+                self.in_hand.setdefault(partition, records[0].offset)
 
     async def finish(
         self,
