@@ -91,4 +91,4 @@ def test_no_failure_path_of_the_batch_consumer_loses_a_message(
 
     assert " passed" in output
     assert "failed" not in output
-    assert len(cases) == 7
+    assert len(cases) == 8

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from event_chassis.testing import test_settings
@@ -39,10 +39,12 @@ async def fresh_settings(partitions: int = 3, **overrides: Any) -> Settings:
         consumes_topic=f"{name}.requested",
         produces_topic=f"{name}.created",
         dead_letter_topic=f"{name}.dead-letter",
-        consumer_workers=1,
-        kafka_check_interval_seconds=0.5,
-        shutdown_grace_seconds=10,
-        **overrides,
+        **{
+            "consumer_workers": 1,
+            "kafka_check_interval_seconds": 0.5,
+            "shutdown_grace_seconds": 10,
+            **overrides,
+        },
     )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
     await admin.start()
@@ -133,6 +135,18 @@ async def delivery(settings: Settings, sent: list[str]) -> Delivery:
     results = Counter(r.key.decode() for r in await read(settings.produces_topic, 2))
     dead = Counter(r.key.decode() for r in await read(settings.dead_letter_topic, 2))
     return Delivery(sent, results, dead)
+
+
+async def committed(settings: Settings, partitions: int = 3) -> int:
+    """The group's committed offsets on the consumed topic, summed over its partitions."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), group_id=settings.consumer_group)
+    await consumer.start()
+    try:
+        topic = settings.consumes_topic
+        offsets = [await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)]
+        return sum(offset or 0 for offset in offsets)
+    finally:
+        await consumer.stop()
 
 
 async def until(check: Callable[[], object], seconds: float = 60.0) -> None:

@@ -21,7 +21,17 @@ from event_chassis import Service
 from event_chassis.dead_letter import BinaryHeaderGuard
 
 from .example import Created, Requested, Settings
-from .real_kafka import Headers, Record, delivery, fresh_settings, produce, read, request, until
+from .real_kafka import (
+    Headers,
+    Record,
+    committed,
+    delivery,
+    fresh_settings,
+    produce,
+    read,
+    request,
+    until,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -265,6 +275,42 @@ async def test_a_dependency_outage_under_load_holds_partitions_and_dead_letters_
     assert found.lost == []
     assert not found.dead_letters
     assert metric(service, "messaging_dead_lettered_messages_total") == 0
+    assert found.duplicates == 0
+
+
+async def test_a_batch_cut_by_its_time_commits_only_what_it_finished() -> None:
+    """A batch gets half the shut-down grace (1 s here): the records it did not reach are
+    read again, not committed. The instance then stops; the next one finishes the rest."""
+    settings = await fresh_settings(consumer_batch_size=100, shutdown_grace_seconds=2)
+    handled: list[str] = []
+
+    def handle(event: Requested) -> Created:
+        time.sleep(0.1)  # 40 records: 4 s, past the batch's 1 s
+        handled.append(event.name)
+        return answer(event)
+
+    sent = await produce(
+        settings.consumes_topic, ((f"n{i}", request(f"n{i}"), []) for i in range(40))
+    )
+    first = started(settings, handle)
+    async with running(first):
+        await until(lambda: len(handled) >= 3)
+        first.begin_drain()  # the batch in flight ends at its time; no other starts
+    by_first = len(handled)
+    committed_by_first = await committed(settings)
+    second = started(settings, handle)
+    async with running(second):
+        await until(lambda: len(set(handled)) == len(sent))
+    found = await delivery(settings, sent)
+
+    found.report(
+        "a batch cut by its time, then a stop",
+        handled_by_first=by_first,
+        committed_by_first=committed_by_first,
+    )
+    assert by_first < len(sent)
+    assert committed_by_first == by_first
+    assert found.lost == []
     assert found.duplicates == 0
 
 

@@ -92,13 +92,13 @@ class Partitions:
         back to its first unfinished record, and pause the partitions `held`."""
         self.in_hand.clear()
         self.failures = 0
+        if done:  # exactly these: the consumer's position is past records left for later
+            await self.commit(done)
         self._seek(later)
         if held:
             self._hold(held)
         for partition in done.keys() - held:
             self.holds.pop(partition, None)  # it works again: the next hold starts short
-        if done:
-            await self.commit(done)
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit exactly `offsets`. If Kafka refuses (a rebalance gave the partitions to
