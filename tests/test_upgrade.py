@@ -57,8 +57,8 @@ def edit_as_a_team_would(service: Path) -> None:
         )
     )
     tests = service / "tests" / "test_handlers.py"
-    urgent = "\n\ndef test_results_are_urgent() -> None:\n"
-    urgent += '    assert handle(REQUEST).priority == "high"\n'
+    urgent = "\n\nasync def test_results_are_urgent() -> None:\n"
+    urgent += '    assert (await handle(REQUEST)).priority == "high"\n'
     tests.write_text(tests.read_text() + urgent)
     commit_all(service, "Our own work")
 
