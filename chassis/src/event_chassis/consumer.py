@@ -51,7 +51,8 @@ from .tracing import extract, kafka_headers, messaging_attributes
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[Any], Any]  # (event) -> result | None, plain or async
+Handler = Callable[..., Any]  # (event[, session]) -> result | None, plain or async
+Call = Callable[[BaseModel, Any], Awaitable[BaseModel | None]]  # (event, record) -> result
 JSON = "application/json"
 
 
@@ -65,25 +66,42 @@ class Outcome(Enum):
 
 @dataclass(frozen=True)
 class EventTypes:
-    """What a handler consumes and, if anything, produces."""
+    """What a handler consumes and, if anything, produces; whether it takes a session."""
 
     consumed: type[BaseModel]
     produced: type[BaseModel] | None
+    stateful: bool = False  # `handle(event, session)`: see `inbox`
 
     @classmethod
     def of(cls, handler: Handler) -> "EventTypes":
-        """Read the types from `handler(event: In) -> Out | None`; a clear error otherwise."""
+        """Read the types from `handler(event: In[, session: AsyncSession]) -> Out | None`."""
         hints = typing.get_type_hints(handler)
         parameters = list(inspect.signature(handler).parameters)
         name = getattr(handler, "__qualname__", repr(handler))
-        if len(parameters) != 1 or not _is_model(hints.get(parameters[0])):
-            raise TypeError(f"{name} must take one event, annotated with a pydantic model")
+        stateful = len(parameters) == 2
+        if (
+            not 1 <= len(parameters) <= 2
+            or not _is_model(hints.get(parameters[0]))
+            or (stateful and not _is_session(hints.get(parameters[1])))
+        ):
+            raise TypeError(
+                f"{name} must take one event, annotated with a pydantic model, "
+                "and optionally a database session (sqlalchemy's AsyncSession)"
+            )
         returned = hints.get("return", NoneType)
         options = typing.get_args(returned) if isinstance(returned, UnionType) else (returned,)
         produced = [option for option in options if option is not NoneType]
         if len(produced) > 1 or (produced and not _is_model(produced[0])):
             raise TypeError(f"{name} must return one pydantic model, or None")
-        return cls(hints[parameters[0]], produced[0] if produced else None)
+        return cls(hints[parameters[0]], produced[0] if produced else None, stateful)
+
+
+def _is_session(annotation: Any) -> bool:
+    try:
+        from sqlalchemy.ext.asyncio import AsyncSession
+    except ImportError:  # the postgres extra is not installed
+        return False
+    return isinstance(annotation, type) and issubclass(annotation, AsyncSession)
 
 
 def _is_model(annotation: Any) -> bool:
@@ -98,7 +116,7 @@ class MessagePipeline:
         *,
         topic: str,
         group: str,
-        handler: Handler,
+        call: Call,
         types: EventTypes,
         retry: RetryPolicy,
         results: Results,
@@ -110,7 +128,7 @@ class MessagePipeline:
     ) -> None:
         self.topic = topic
         self.group = group
-        self.call = on_a_thread_unless_async(handler)
+        self.call = call
         self.consumed = types.consumed
         self.retry = retry
         self.results = results
@@ -177,7 +195,7 @@ class MessagePipeline:
             attempt += 1
             try:
                 event = self.consumed.model_validate_json(record.value or b"")
-                return Outcome.DONE, typing.cast(BaseModel | None, await self.call(event))
+                return Outcome.DONE, await self.call(event, record)
             except Exception as error:
                 delay = self.retry.delay(error, attempt)
                 waits = delay is None and self.retry.waits_for_dependency(error)
@@ -229,20 +247,26 @@ class MessagePipeline:
         return Outcome.DONE
 
 
-def on_a_thread_unless_async(handler: Handler) -> Callable[[Any], Awaitable[Any]]:
-    """`handler` as a coroutine function: a plain function runs on a worker thread.
+def on_a_thread_unless_async(handler: Handler) -> Call:
+    """`handler(event)` as a `Call`: a plain function runs on a worker thread.
 
     `asyncio.to_thread` copies the context, so the handler's logs and spans still
     belong to the message's trace.
     """
     if inspect.iscoroutinefunction(handler):
-        return typing.cast(Callable[[Any], Awaitable[Any]], handler)
 
-    async def call(event: Any) -> Any:
+        async def awaited(event: BaseModel, record: Any) -> BaseModel | None:
+            return typing.cast(BaseModel | None, await handler(event))
+
+        return awaited
+
+    async def threaded(event: BaseModel, record: Any) -> BaseModel | None:
         result = await asyncio.to_thread(handler, event)
-        return await result if inspect.isawaitable(result) else result
+        if inspect.isawaitable(result):
+            result = await result
+        return typing.cast(BaseModel | None, result)
 
-    return call
+    return threaded
 
 
 class BatchConsumer:

@@ -59,5 +59,7 @@ def run(create_service: Callable[[], Service], argv: Sequence[str] | None = None
         server.run()
     finally:
         logs.shutdown(provider)
+    if service.fatal:
+        sys.exit(f"{settings.otel_service_name} stopped: {service.fatal}")
     if not server.started:
         sys.exit(3)  # what `uvicorn.run` does when start-up failed

@@ -14,9 +14,12 @@ start-up and shut-down in this order:
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import signal
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import APIRouter, FastAPI
 from faststream import AckPolicy
@@ -42,6 +45,7 @@ from .consumer import (
     Handler,
     MessagePipeline,
     batch_handler,
+    on_a_thread_unless_async,
     records_only,
 )
 from .dead_letter import BinaryHeaderGuard, DeadLetters
@@ -53,7 +57,13 @@ from .results import Results
 from .retry import RetryPolicy
 from .settings import ServiceSettings
 
+if TYPE_CHECKING:  # the postgres extra: imported only by services that use it
+    from .database import Database
+    from .outbox import Outbox
+    from .relay import OutboxRelay
+
 E = TypeVar("E", bound=BaseModel)
+logger = logging.getLogger(__name__)
 
 
 class Service:
@@ -98,6 +108,11 @@ class Service:
             settings.kafka_check_interval_seconds,
         )
         self._draining: asyncio.Task[None] | None = None
+        self.database: Database | None = None  # see use_database
+        self.outbox: Outbox | None = None
+        self.relay: OutboxRelay | None = None
+        self.migrations: list[Path] = []
+        self.fatal: str | None = None  # why the service stopped itself (a migration failed)
         self.app = self._create_app()
 
     # -- what a service declares
@@ -118,10 +133,15 @@ class Service:
                 f"{topic}: a handler that returns events needs publish_to, and only such a one"
             )
         settings = self.settings
+        output = self._declare_results(publish_to, types.produced)
+        call = on_a_thread_unless_async(handler)
+        if types.stateful:  # its result leaves through the outbox, with the state
+            call = self._once_per_message(handler, output)
+            output = None
         pipeline = MessagePipeline(
             topic=topic,
             group=settings.consumer_group,
-            handler=handler,
+            call=call,
             types=types,
             retry=retry
             or RetryPolicy(
@@ -129,7 +149,7 @@ class Service:
                 backoff_seconds=settings.handler_retry_backoff_seconds,
             ),
             results=self.results,
-            output=self._declare_results(publish_to, types.produced),
+            output=output,
             dead_letters=self.dead_letters,
             tracer=self.tracer,
             metrics=self.metrics,
@@ -183,6 +203,32 @@ class Service:
             self.subscribers.append(subscriber)
             self.batch_consumers.append(consumer)
 
+    def use_database(self, migrations: Sequence[Path] = ()) -> "Database":
+        """Keep state in PostgreSQL (`DATABASE_URL[_FILE]`; the `postgres` extra).
+
+        At start the schema is brought up to date (the chassis' outbox and inbox, and the
+        team's `migrations` folders of Alembic versions), then the outbox relay runs.
+        Handlers that take a session (`handle(event, session)`) are then idempotent.
+        """
+        from .database import Database
+        from .outbox import Outbox
+        from .relay import OutboxRelay
+
+        self.database = Database(self.settings, self.readiness)
+        self.outbox = Outbox(self.settings.outbox_buckets)
+        self.relay = OutboxRelay(self.settings, self.metrics.registry, self.tracer)
+        self.migrations = list(migrations)
+        return self.database
+
+    def _once_per_message(self, handler: Handler, output: str | None) -> Any:
+        from .inbox import once_per_message
+
+        if self.database is None or self.outbox is None:
+            raise ValueError("a handler that takes a session needs service.use_database() first")
+        return once_per_message(
+            handler, self.database, self.outbox, self.settings.consumer_group, output
+        )
+
     def publisher(self, topic: str, schema: type[E], *, description: str = "") -> Publisher[E]:
         """A typed, traced publisher of `schema` events to `topic` (for HTTP routes, say)."""
         self.published_topics.append(topic)
@@ -223,7 +269,8 @@ class Service:
 
     @asynccontextmanager
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(self._connect(), name="kafka-connect")]
+        start = self._connect() if self.database is None else self._start_with_database()
+        tasks = [asyncio.create_task(start, name="start")]
         if self.settings.gc_tuning:
             runtime.tune_collector()
             freeze = runtime.freeze_once_ready(self.readiness)
@@ -242,10 +289,36 @@ class Service:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
+            if self.relay is not None:
+                await self.relay.stop()
             await self.monitor.stop()
             await self.results.stop()
             await self.broker.stop()
+            if self.database is not None:
+                await self.database.close()
             self.tracer_provider.shutdown()
+
+    async def _start_with_database(self) -> None:
+        """Migrate (waiting for PostgreSQL meanwhile), then Kafka and the outbox relay.
+
+        A migration that fails for another reason than an unreachable server stops the
+        service: `fatal` says why, and `run` exits with it.
+        """
+        from .database import MigrationError
+
+        if self.database is None or self.relay is None:
+            return
+        self.database.start()
+        await self.database.reachable.wait()
+        try:
+            await self.database.upgrade(self.migrations)
+        except MigrationError as error:
+            self.fatal = str(error)
+            logger.critical("%s", error)
+            signal.raise_signal(signal.SIGTERM)
+            return
+        self.relay.start()
+        await self._connect()
 
     async def _connect(self) -> None:
         await broker.connect(

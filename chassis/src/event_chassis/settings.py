@@ -10,6 +10,7 @@ the service, the CLI tools and the SDKs alike.
 
 import socket
 import uuid
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -94,6 +95,25 @@ class ServiceSettings(BaseSettings):
     # false keeps CPython's defaults.
     gc_tuning: bool = True
 
+    # PostgreSQL (with the `postgres` extra): a DSN, `postgresql://user:password@host/db`,
+    # best from a file (DATABASE_URL_FILE, mode 0600), which wins over DATABASE_URL.
+    database_url: SecretStr = SecretStr("")
+    database_url_file: str = ""
+    database_pool_size: int = Field(default=5, gt=0)
+    database_check_interval_seconds: float = Field(default=5.0, gt=0)
+    # The outbox relay: polls this often, and at once when PostgreSQL notifies a commit.
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=500, gt=0)
+    # Keys hash into this many buckets; each is published by one relay at a time, so the
+    # order per key holds with several replicas. Keep it equal across a service's replicas.
+    outbox_buckets: int = Field(default=16, gt=0)
+    # A row Kafka refuses (too large, a topic it may not write) this often is dead-lettered;
+    # while Kafka is away rows just wait.
+    outbox_max_attempts: int = Field(default=5, gt=0)
+    # Published rows and inbox entries are deleted after this long.
+    outbox_retention_hours: float = Field(default=24.0, gt=0)
+    inbox_retention_days: float = Field(default=14.0, gt=0)
+
     # Consul
     consul_enabled: bool = True
     consul_http_addr: str = "http://127.0.0.1:8500"
@@ -167,6 +187,12 @@ class ServiceSettings(BaseSettings):
         if self.http_host in {"0.0.0.0", "::"}:
             return socket.gethostbyname(socket.gethostname())
         return self.http_host
+
+    def database_dsn(self) -> str:
+        """The database's DSN: from DATABASE_URL_FILE if set, else DATABASE_URL."""
+        if self.database_url_file:
+            return Path(self.database_url_file).read_text().strip()
+        return self.database_url.get_secret_value()
 
     @property
     def service_id(self) -> str:

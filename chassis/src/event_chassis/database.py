@@ -1,0 +1,120 @@
+"""The service's PostgreSQL: one async engine, a transaction per unit of work, readiness.
+
+`Database(settings, readiness)` connects lazily (SQLAlchemy 2 with asyncpg); the service
+answers, not ready with the reason, while PostgreSQL is away, and a watch task checks it
+every `DATABASE_CHECK_INTERVAL_SECONDS`. `upgrade()` brings the schema to the newest
+revision with Alembic: the chassis' own tables (the outbox and the inbox, in `migrations/`)
+and the team's, whose versions folder the service names.
+
+Needs the `postgres` extra: `pip install 'event-chassis[postgres]'`.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from .health import Readiness
+from .settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+DATABASE = "database"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class MigrationError(RuntimeError):
+    """The schema could not be brought up to date: the service does not start."""
+
+
+def async_url(url: str) -> str:
+    """`postgresql://...` as SQLAlchemy's asyncpg URL (one DSN serves psql and the service)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+class Database:
+    """One engine per service; `transaction()` is one unit of work, committed on success."""
+
+    def __init__(self, settings: ServiceSettings, readiness: Readiness) -> None:
+        url = settings.database_dsn()
+        if not url:
+            raise ValueError("DATABASE_URL (or DATABASE_URL_FILE) is not set")
+        self.url = async_url(url)
+        self.readiness = readiness
+        self.interval = settings.database_check_interval_seconds
+        self.engine = create_async_engine(
+            self.url, pool_size=settings.database_pool_size, pool_pre_ping=True
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._watch: asyncio.Task[None] | None = None
+        self.reachable = asyncio.Event()  # set once PostgreSQL has answered
+        readiness.fail(DATABASE, "PostgreSQL not checked yet")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed when the block ends, rolled back on error."""
+        async with self.sessions.begin() as session:
+            yield session
+
+    async def check(self) -> bool:
+        """Ask PostgreSQL; readiness follows the answer."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as error:
+            reason = f"PostgreSQL unreachable: {one_line(error)}"
+            if self.readiness.problems.get(DATABASE) != reason:  # say it once, not every check
+                logger.warning("%s", reason)
+            self.readiness.fail(DATABASE, reason)
+            return False
+        self.readiness.ok(DATABASE)
+        self.reachable.set()
+        return True
+
+    def start(self) -> None:
+        self._watch = asyncio.create_task(self._watching(), name="database-monitor")
+
+    async def _watching(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self.interval)
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._watch
+        await self.engine.dispose()
+
+    async def upgrade(self, versions: Sequence[Path] = ()) -> None:
+        """Apply every migration not applied yet: the chassis' and those in `versions`."""
+        config = alembic_config(self.url, versions)
+        try:
+            await asyncio.to_thread(command.upgrade, config, "heads")
+        except Exception as error:
+            raise MigrationError(f"database migration failed: {one_line(error)}") from error
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line: SQLAlchemy's add the statement and a link on lines of their own."""
+    return f"{type(error).__name__}: {error}".splitlines()[0][:300]
+
+
+def alembic_config(url: str, versions: Sequence[Path] = ()) -> Config:
+    """Alembic's configuration for the chassis' migrations plus the team's `versions`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    locations = [str(MIGRATIONS / "versions"), *(str(path) for path in versions)]
+    config.set_main_option("version_locations", " ".join(locations))
+    config.set_main_option("path_separator", "space")
+    config.attributes["url"] = url
+    return config
