@@ -1,6 +1,8 @@
-"""The example service on the in-memory harness."""
+"""The example service on the in-memory harness; a throwaway PostgreSQL for the tests
+of the outbox, the inbox and the relay (one server per session, a database per test)."""
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -23,3 +25,23 @@ def settings() -> example.Settings:
 async def service(settings: example.Settings) -> AsyncIterator[TestService]:
     async with TestService(example.create_service(settings)) as service:
         yield service
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    from event_chassis.testing_postgres import throwaway_postgres
+
+    with throwaway_postgres() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def database_url(postgres_server: str) -> str:
+    """A new database on the session's server, for one test."""
+    import asyncpg
+
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(postgres_server)
+    await admin.execute(f"CREATE DATABASE {name}")
+    await admin.close()
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"

@@ -60,6 +60,11 @@ def request(name: str) -> bytes:
     return Requested(name=name).model_dump_json().encode()
 
 
+def plain(count: int) -> list[Record]:
+    """`count` good requests named n0, n1, ... without headers."""
+    return [(f"n{i}", request(f"n{i}"), []) for i in range(count)]
+
+
 async def produce(topic: str, records: Iterable[Record], per_second: float = 0) -> list[str]:
     """Send (name, value, headers) records keyed by name; their names, in order."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), max_request_size=2 * 1024 * 1024)

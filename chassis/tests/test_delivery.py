@@ -27,6 +27,7 @@ from .real_kafka import (
     committed,
     delivery,
     fresh_settings,
+    plain,
     produce,
     read,
     request,
@@ -109,9 +110,7 @@ async def test_a_batch_that_fails_before_the_handler_is_read_again(
         return answer(event)
 
     monkeypatch.setattr(BinaryHeaderGuard, "on_receive", fail_three_batches)
-    sent = await produce(
-        settings.consumes_topic, ((f"n{i}", request(f"n{i}"), []) for i in range(300))
-    )
+    sent = await produce(settings.consumes_topic, plain(300))
 
     service = started(settings, handle)
     async with running(service):
@@ -136,9 +135,7 @@ async def test_a_result_publish_failure_mid_batch_reads_the_batch_again() -> Non
         handled.append(event.name)
         return answer(event)
 
-    sent = await produce(
-        settings.consumes_topic, ((f"n{i}", request(f"n{i}"), []) for i in range(500))
-    )
+    sent = await produce(settings.consumes_topic, plain(500))
     service = started(settings, handle)
     async with running(service):
         producer = service.results.producer
@@ -172,7 +169,7 @@ async def test_a_dead_letter_failure_holds_its_partition_and_dead_letters_once()
         handled.append(event.name)
         return answer(event)
 
-    good: list[Record] = [(f"n{i}", request(f"n{i}"), []) for i in range(300)]
+    good = plain(300)
     bad: list[Record] = [(f"bad{i}", b"not json", []) for i in range(10)]
     records = [*good[:100], *bad, *good[100:]]
     sent = await produce(settings.consumes_topic, records)
@@ -213,7 +210,7 @@ async def test_a_record_too_large_to_dead_letter_whole_goes_truncated() -> None:
         return answer(event)
 
     huge: Record = ("huge", b"x" * 1_048_000, [("x-origin", b"a client")])
-    good: list[Record] = [(f"n{i}", request(f"n{i}"), []) for i in range(200)]
+    good = plain(200)
     sent = await produce(settings.consumes_topic, [*good[:50], huge, *good[50:]])
     service = started(settings, handle)
 
@@ -254,7 +251,7 @@ async def test_a_dependency_outage_under_load_holds_partitions_and_dead_letters_
         outage = time.monotonic()
         sent = await produce(
             settings.consumes_topic,
-            ((f"n{i}", request(f"n{i}"), []) for i in range(1200)),
+            plain(1200),
             per_second=20,  # 60 s of load
         )
         held_during = metric(service, "messaging_held_partitions")
@@ -289,9 +286,7 @@ async def test_a_batch_cut_by_its_time_commits_only_what_it_finished() -> None:
         handled.append(event.name)
         return answer(event)
 
-    sent = await produce(
-        settings.consumes_topic, ((f"n{i}", request(f"n{i}"), []) for i in range(40))
-    )
+    sent = await produce(settings.consumes_topic, plain(40))
     first = started(settings, handle)
     async with running(first):
         await until(lambda: len(handled) >= 3)
@@ -329,9 +324,7 @@ async def test_a_blocking_handler_stops_neither_heartbeats_nor_the_health_endpoi
         calls["finished"] += 1
         return answer(event)
 
-    sent = await produce(
-        settings.consumes_topic, ((f"n{i}", request(f"n{i}"), []) for i in range(60))
-    )
+    sent = await produce(settings.consumes_topic, plain(60))
     service = started(settings, handle)
     revoked: list[object] = []
     [subscriber] = service.subscribers

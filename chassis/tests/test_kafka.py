@@ -10,16 +10,17 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from event_chassis import Service
 from event_chassis.testing import test_settings
 
 from .example import Created, Requested, Settings
+from .real_kafka import committed, until
 
 pytestmark = pytest.mark.kafka
 
@@ -70,26 +71,6 @@ async def produce(bootstrap: str, topic: str, count: int) -> list[str]:
         await producer.stop()
 
 
-async def committed(bootstrap: str, settings: Settings) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=settings.consumer_group)
-    await consumer.start()
-    try:
-        offsets = [
-            await consumer.committed(TopicPartition(settings.consumes_topic, partition))
-            for partition in range(PARTITIONS)
-        ]
-        return sum(offset or 0 for offset in offsets)
-    finally:
-        await consumer.stop()
-
-
-async def until(check: Callable[[], object], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_batches_are_committed_and_lag_is_read_from_aiokafkas_consumer(
     bootstrap: str, settings: Settings
 ) -> None:
@@ -116,7 +97,7 @@ async def test_batches_are_committed_and_lag_is_read_from_aiokafkas_consumer(
 
     assert sorted(handled) == sorted(names)
     assert set(reported) <= {"0", "1"}
-    assert await committed(bootstrap, settings) == len(names)
+    assert await committed(settings, PARTITIONS) == len(names)
 
 
 async def test_a_drain_stops_fetching_and_commits_exactly_what_was_handled(
@@ -143,7 +124,7 @@ async def test_a_drain_stops_fetching_and_commits_exactly_what_was_handled(
 
     assert len(after_drain) < settings.consumer_batch_size  # only the batch in flight
     assert handled_by_first < len(names)
-    assert await committed(bootstrap, settings) == handled_by_first
+    assert await committed(settings, PARTITIONS) == handled_by_first
 
     second = Service(settings)
     second.consume(settings.consumes_topic, slow, publish_to=settings.produces_topic)

@@ -2,8 +2,7 @@
 throwaway server from the machine's binaries; no Kafka needed here, see test_relay)."""
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,43 +17,26 @@ from event_chassis.inbox import first_delivery, once_per_message
 from event_chassis.outbox import Outbox
 from event_chassis.relay import ROWS
 from event_chassis.testing import test_settings
-from event_chassis.testing_postgres import throwaway_postgres
 
 from .example import Created, Requested, Settings
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    with throwaway_postgres() as dsn:
-        yield dsn
-
-
 @pytest.fixture
-async def dsn(server: str) -> str:
-    """A new database on the module's server, for one test."""
-    name = f"test_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    return server.rsplit("/", 1)[0] + f"/{name}"
-
-
-@pytest.fixture
-async def database(dsn: str) -> AsyncIterator[Database]:
-    database = Database(test_settings(Settings, database_url=dsn), Readiness())
+async def database(database_url: str) -> AsyncIterator[Database]:
+    database = Database(test_settings(Settings, database_url=database_url), Readiness())
     await database.upgrade()
     yield database
     await database.close()
 
 
 async def test_the_chassis_migration_makes_the_outbox_and_the_inbox_once(
-    database: Database, dsn: str
+    database: Database, database_url: str
 ) -> None:
     await database.upgrade()  # again: nothing to do
 
-    connection = await asyncpg.connect(dsn)
+    connection = await asyncpg.connect(database_url)
     tables = {row["tablename"] for row in await connection.fetch("SELECT tablename FROM pg_tables")}
     heads = await connection.fetch("SELECT version_num FROM alembic_version")
     await connection.close()
@@ -62,13 +44,13 @@ async def test_the_chassis_migration_makes_the_outbox_and_the_inbox_once(
     assert [row["version_num"] for row in heads] == ["event_chassis_0001"]
 
 
-async def test_a_failing_migration_stops_with_one_line(dsn: str, tmp_path: Path) -> None:
+async def test_a_failing_migration_stops_with_one_line(database_url: str, tmp_path: Path) -> None:
     (tmp_path / "0001_broken.py").write_text(
         'revision = "team_0001"\ndown_revision = None\nbranch_labels = ("team",)\n'
         "from alembic import op\n\n\ndef upgrade() -> None:\n"
         '    op.execute("ALTER TABLE no_such_table ADD COLUMN x int")\n'
     )
-    database = Database(test_settings(Settings, database_url=dsn), Readiness())
+    database = Database(test_settings(Settings, database_url=database_url), Readiness())
     try:
         with pytest.raises(MigrationError) as failure:
             await database.upgrade([tmp_path])

@@ -7,7 +7,7 @@ import asyncio
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -23,7 +23,6 @@ from event_chassis.database import Database
 from event_chassis.health import Readiness
 from event_chassis.outbox import Outbox
 from event_chassis.relay import OutboxRelay
-from event_chassis.testing_postgres import throwaway_postgres
 
 from .example import Requested, Settings
 from .real_kafka import Record, fresh_settings, produce, read, request, until
@@ -38,23 +37,14 @@ class Numbered(BaseModel):
     padding: str = ""
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    with throwaway_postgres() as dsn:
-        yield dsn
-
-
 @pytest.fixture
-async def settings(server: str) -> Settings:
-    name = f"relay_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    dsn = server.rsplit("/", 1)[0] + f"/{name}"
-    settings = await fresh_settings(
-        database_url=dsn, outbox_poll_seconds=0.2, outbox_batch_size=50, outbox_max_attempts=2
+async def settings(database_url: str) -> Settings:
+    return await fresh_settings(
+        database_url=database_url,
+        outbox_poll_seconds=0.2,
+        outbox_batch_size=50,
+        outbox_max_attempts=2,
     )
-    return settings
 
 
 @pytest.fixture
