@@ -1,7 +1,7 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in order per key.
 
-It runs in the service (and can run on its own: `python -m event_chassis.relay`), on
-one PostgreSQL connection of its own:
+It runs in every replica of the service (`OUTBOX_RELAY=false` leaves it out, for
+change data capture instead: see the README), on one PostgreSQL connection of its own:
 
 - **Order per key, with any number of replicas.** A key hashes to one of
   `OUTBOX_BUCKETS` buckets; a relay publishes only the buckets whose advisory lock it

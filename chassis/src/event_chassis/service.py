@@ -216,7 +216,8 @@ class Service:
 
         self.database = Database(self.settings, self.readiness)
         self.outbox = Outbox(self.settings.outbox_buckets)
-        self.relay = OutboxRelay(self.settings, self.metrics.registry, self.tracer)
+        if self.settings.outbox_relay:
+            self.relay = OutboxRelay(self.settings, self.metrics.registry, self.tracer)
         self.migrations = list(migrations)
         return self.database
 
@@ -306,7 +307,7 @@ class Service:
         """
         from .database import MigrationError
 
-        if self.database is None or self.relay is None:
+        if self.database is None:
             return
         self.database.start()
         await self.database.reachable.wait()
@@ -317,7 +318,8 @@ class Service:
             logger.critical("%s", error)
             signal.raise_signal(signal.SIGTERM)
             return
-        self.relay.start()
+        if self.relay is not None:
+            self.relay.start()
         await self._connect()
 
     async def _connect(self) -> None:

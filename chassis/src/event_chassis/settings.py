@@ -101,7 +101,9 @@ class ServiceSettings(BaseSettings):
     database_url_file: str = ""
     database_pool_size: int = Field(default=5, gt=0)
     database_check_interval_seconds: float = Field(default=5.0, gt=0)
-    # The outbox relay: polls this often, and at once when PostgreSQL notifies a commit.
+    # The outbox relay runs in the service (false: something else publishes the outbox,
+    # e.g. Debezium); it polls this often, and at once when PostgreSQL notifies a commit.
+    outbox_relay: bool = True
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=500, gt=0)
     # Keys hash into this many buckets; each is published by one relay at a time, so the
