@@ -28,6 +28,7 @@ from cookiecutter.repository import expand_abbreviations, is_repo_url
 SERVICE = "{{ cookiecutter.service_name }}"
 PACKAGE = "{{ cookiecutter.package_name }}"
 HTTP_API = "{{ cookiecutter.http_api }}" == "True"
+DATABASE = "{{ cookiecutter.database }}" == "postgres"
 CONTEXT = json.loads({{ cookiecutter | jsonify | tojson }})
 
 # The chart's Kong route: an Ingress or HTTPRoute, its rate limit and their helper.
@@ -39,9 +40,18 @@ NOT_FOR_WORKERS = [
     *(Path("chart") / "templates" / name for name in ROUTE_TEMPLATES),
     Path("chart") / "ci" / "httproute-values.yaml",
 ]
-# What the template's pyproject.toml holds where the two chassis requirements go.
-PLACEHOLDERS = ('"<event-chassis>"', '"<event-chassis[testing]>"')
+# What the template's pyproject.toml holds where a chassis requirement goes (with extras).
+PLACEHOLDER = re.compile(r'"<event-chassis(\[[a-z,-]+\])?>"')
 CHASSIS_NAME = re.compile(r"^event[-_.]chassis\s*", re.IGNORECASE)  # pre_gen checked the rest
+
+
+NEEDS_POSTGRES = " and PostgreSQL (its tests start one from this machine's server binaries)"
+# The service's own state: its models, migrations and their test.
+NOT_WITHOUT_A_DATABASE = [
+    Path("src") / PACKAGE / "models.py",
+    Path("src") / PACKAGE / "migrations",
+    Path("tests") / "test_state.py",
+]
 
 
 def remove(path: Path) -> None:
@@ -101,8 +111,8 @@ def pip_git_url(url: str) -> str:
     return "git+" + re.sub(r"^file:///", "file://localhost/", url)
 
 
-def chassis_requirements() -> tuple[str, str]:
-    """The service's chassis requirement and the same with the `testing` extra."""
+def chassis_source() -> str:
+    """What follows the name in the chassis requirement: a range, or `@ <url>`."""
     answer = str(CONTEXT.get("chassis_requirement", "")).strip()
     if answer:
         rest = CHASSIS_NAME.sub("", answer)
@@ -118,18 +128,18 @@ def chassis_requirements() -> tuple[str, str]:
                 f"ERROR: cannot tell where the chassis of {CONTEXT.get('_template')!r} is "
                 "(no git commit): answer chassis_requirement (e.g. event-chassis~=1.1)"
             )
-    rest = f" {rest}" if rest.startswith("@") else rest
-    return f"event-chassis{rest}", f"event-chassis[testing]{rest}"
+    return f" {rest}" if rest.startswith("@") else rest
 
 
 def write_chassis_requirements() -> str:
     pyproject = Path("pyproject.toml")
-    text = pyproject.read_text()
-    requirements = chassis_requirements()
-    for placeholder, requirement in zip(PLACEHOLDERS, requirements, strict=True):
-        text = text.replace(placeholder, json.dumps(requirement))
+    rest = chassis_source()
+    text = PLACEHOLDER.sub(
+        lambda found: json.dumps(f"event-chassis{found.group(1) or ''}{rest}"),
+        pyproject.read_text(),
+    )
     pyproject.write_text(text)
-    return requirements[0]
+    return f"event-chassis{rest}"
 
 
 def record_answers() -> bool:
@@ -160,6 +170,9 @@ def main() -> None:
     if not HTTP_API:
         for path in NOT_FOR_WORKERS:
             remove(path)
+    if not DATABASE:
+        for path in NOT_WITHOUT_A_DATABASE:
+            remove(path)
     chassis = write_chassis_requirements()
     recorded = record_answers()
     print(
@@ -169,7 +182,7 @@ Created {SERVICE}. Next steps:
   python -m venv .venv && . .venv/bin/activate
   pip install -e '.[dev]'     # with {chassis}
   pytest                      # the unit tests need no server
-The service needs Kafka; Consul and the collector are optional. From the platform
+The service needs Kafka{NEEDS_POSTGRES if DATABASE else ""}; Consul and the collector are optional. From the platform
 repository, ./deploy-all.sh starts it with everything it needs.
 {"Template updates: cruft update" if recorded else "Run `cruft link <template>` to get template updates (cruft update)."}
 """

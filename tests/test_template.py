@@ -26,6 +26,8 @@ COMBINATIONS: dict[str, dict[str, str]] = {
         "produces_topic": "value-model.audited",
         "python_version": "3.13",
     },
+    # State in PostgreSQL: the outbox and the inbox; its tests start a throwaway server.
+    "stateful": {"database": "postgres"},
     # Every other answer changed.
     "custom": {
         "service_name": "billing-9",
@@ -165,5 +167,9 @@ def test_the_teams_own_code_is_small(service: Path) -> None:
         if owner == TEAM and path.parts[0] == "src"
     ]
     lines = sum(len((service / path).read_text().splitlines()) for path in team_code)
+    # With a database the team also owns its models, its migration and a transactional
+    # API: a bound of its own, so the stateless service's stays where it was.
+    stateful = any((service / "src").rglob("models.py"))
+    bound = 300 if stateful else 200
 
-    assert 0 < lines < 200, f"{lines} lines in {[str(path) for path in team_code]}"
+    assert 0 < lines < bound, f"{lines} lines in {[str(path) for path in team_code]}"

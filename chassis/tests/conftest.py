@@ -1,7 +1,6 @@
 """The example service on the in-memory harness; a throwaway PostgreSQL for the tests
 of the outbox, the inbox and the relay (one server per session, a database per test)."""
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -38,10 +37,6 @@ def postgres_server() -> Iterator[str]:
 @pytest.fixture
 async def database_url(postgres_server: str) -> str:
     """A new database on the session's server, for one test."""
-    import asyncpg
+    from event_chassis.testing_postgres import new_database
 
-    name = f"test_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(postgres_server)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    return await new_database(postgres_server)

@@ -17,10 +17,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from .health import Readiness
+from .outbox import Outbox
 from .settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class Database:
             self.url, pool_size=settings.database_pool_size, pool_pre_ping=True
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.outbox = Outbox(settings.outbox_buckets)  # events written with the state
         self._watch: asyncio.Task[None] | None = None
         self.reachable = asyncio.Event()  # set once PostgreSQL has answered
         readiness.fail(DATABASE, "PostgreSQL not checked yet")
@@ -102,6 +106,11 @@ class Database:
             await asyncio.to_thread(command.upgrade, config, "heads")
         except Exception as error:
             raise MigrationError(f"database migration failed: {one_line(error)}") from error
+
+
+async def unavailable(request: Request, error: Exception) -> Response:
+    """HTTP 503 with the reason when PostgreSQL cannot be reached (a 500 said nothing)."""
+    return JSONResponse({"detail": f"PostgreSQL unavailable: {one_line(error)}"}, 503)
 
 
 def one_line(error: BaseException) -> str:

@@ -210,16 +210,24 @@ class Service:
         team's `migrations` folders of Alembic versions), then the outbox relay runs.
         Handlers that take a session (`handle(event, session)`) are then idempotent.
         """
-        from .database import Database
-        from .outbox import Outbox
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        from .database import Database, unavailable
         from .relay import OutboxRelay
 
         self.database = Database(self.settings, self.readiness)
-        self.outbox = Outbox(self.settings.outbox_buckets)
+        self.outbox = self.database.outbox
+        for error in (OperationalError, InterfaceError, ConnectionError):
+            self.app.add_exception_handler(error, unavailable)
         if self.settings.outbox_relay:
             self.relay = OutboxRelay(self.settings, self.metrics.registry, self.tracer)
         self.migrations = list(migrations)
         return self.database
+
+    def outbox_topic(self, topic: str, schema: type[BaseModel], *, description: str = "") -> None:
+        """Declare a topic the service writes through its outbox, for its AsyncAPI document."""
+        self.published_topics.append(topic)
+        self.broker.publisher(topic, schema=schema, description=description)
 
     def _once_per_message(self, handler: Handler, output: str | None) -> Any:
         from .inbox import once_per_message

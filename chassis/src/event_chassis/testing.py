@@ -13,6 +13,7 @@ aiokafka producer), and a batch's offsets are not committed (it has no consumer)
 """
 
 import json
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ from .service import Service
 from .settings import ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
+UNPUBLISHED = """SELECT position, id, aggregatetype, aggregateid, payload::text AS payload
+FROM event_outbox WHERE published_at IS NULL ORDER BY position"""
+MARK = "UPDATE event_outbox SET published_at = now() WHERE position = ANY(:positions)"
 
 
 class PublisherOutbox:
@@ -129,6 +133,8 @@ class TestService:
         return record
 
     async def __aenter__(self) -> Self:
+        if self.service.database is not None:  # what the service's start-up does
+            await self.service.database.upgrade(self.service.migrations)
         await self._broker.__aenter__()
         self.service.readiness.problems.clear()  # connected, every consumer in its group
         return self
@@ -141,6 +147,8 @@ class TestService:
     ) -> None:
         await self.client.aclose()
         await self._broker.__aexit__(exc_type, exc, traceback)
+        if self.service.database is not None:
+            await self.service.database.close()
 
     async def send(
         self,
@@ -150,7 +158,11 @@ class TestService:
         key: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        """Publish to `topic` as a producer would; the service handles it before this returns."""
+        """Publish to `topic` as a producer would; the service handles it before this returns.
+
+        Each message gets its own `message-id` header (as the outbox relay's records do),
+        which the inbox of a service with a database goes by.
+        """
         body = (
             event.model_dump_json().encode()
             if isinstance(event, BaseModel)
@@ -158,7 +170,30 @@ class TestService:
             if isinstance(event, bytes)
             else json.dumps(event).encode()
         )
+        headers = {"message-id": str(uuid.uuid4()), **(headers or {})}
         await self.service.broker.publish(body, topic, key=key, headers=headers)
+
+    async def publish_outbox(self) -> int:
+        """Publish what the service's outbox holds, as its relay would; how many messages.
+
+        The service handles what it consumes of them before this returns, so its own
+        results are in the outbox again: call it until it returns 0 to follow a flow.
+        """
+        from sqlalchemy import text  # the postgres extra: only services with a database
+
+        database = self.service.database
+        if database is None:
+            raise RuntimeError("the service has no database (service.use_database())")
+        async with database.transaction() as session:
+            rows = (await session.execute(text(UNPUBLISHED))).all()
+            await session.execute(text(MARK), {"positions": [row.position for row in rows]})
+        for row in rows:
+            key = row.aggregateid.encode() if row.aggregateid is not None else None
+            headers = {"message-id": str(row.id), "content-type": "application/json"}
+            await self.service.broker.publish(
+                row.payload.encode(), row.aggregatetype, key=key, headers=headers
+            )
+        return len(rows)
 
     def published(self, topic: str) -> list[Published]:
         """What the service published to `topic` so far, oldest first."""

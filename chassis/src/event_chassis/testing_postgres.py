@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL for tests, from the machine's server binaries.
 
-    with throwaway_postgres() as dsn:   # postgresql://postgres@127.0.0.1:<port>/postgres
-        ...
+    with throwaway_postgres() as server:   # postgresql://postgres@127.0.0.1:<port>/postgres
+        url = await new_database(server)    # a database of its own for each test
 
 initdb and pg_ctl in a temporary folder, on 127.0.0.1 and a free port, stopped and
 removed at the end. PostgreSQL refuses to run as root, and CI runs tests as root: then
@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,3 +103,16 @@ def throwaway_postgres() -> Iterator[str]:
         if (data / "postmaster.pid").exists():
             run(str(binaries / "pg_ctl"), "stop", "-D", str(data), "-m", "immediate", "-w")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def new_database(server: str) -> str:
+    """A new, empty database on `server` (a superuser DSN); its DSN."""
+    import asyncpg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return server.rsplit("/", 1)[0] + f"/{name}"

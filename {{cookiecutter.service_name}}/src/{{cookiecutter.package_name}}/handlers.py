@@ -15,8 +15,16 @@ for blocking calls (a synchronous SDK or driver); each event then costs a thread
 """
 
 import logging
+{%- if cookiecutter.database == "postgres" %}
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import events, models
+{%- else %}
 
 from . import events
+{%- endif %}
 
 # Each line logged while an event is handled carries its request's trace_id, in the
 # JSON on stdout and in the log store, next to the request's trace in Jaeger. A line per
@@ -25,6 +33,26 @@ from . import events
 logger = logging.getLogger(__name__)
 
 
+{% if cookiecutter.database == "postgres" -%}
+async def handle(
+    event: events.{{ cookiecutter.__consumed_event }}, session: AsyncSession
+) -> events.{{ cookiecutter.__produced_event }}:
+    """Mark the request handled and answer it. It runs once per message, in one transaction
+    with the chassis' inbox; the answer is published once that transaction commits."""
+    logger.debug("Handling %s for %s", event.event_id, event.company_name)
+    request = await session.get(models.Request, event.event_id)
+    if request is None:  # from another producer than this service's API
+        request = models.Request(
+            id=event.event_id, company_name=event.company_name, industry=event.industry
+        )
+        session.add(request)
+    request.status, request.handled_at = "handled", datetime.now(UTC)
+    return events.{{ cookiecutter.__produced_event }}(
+        company_name=event.company_name,
+        industry=event.industry,
+        source_event_id=event.event_id,
+    )
+{%- else -%}
 async def handle(
     event: events.{{ cookiecutter.__consumed_event }},
 ) -> events.{{ cookiecutter.__produced_event }}:
@@ -35,3 +63,4 @@ async def handle(
         industry=event.industry,
         source_event_id=event.event_id,
     )
+{%- endif %}
