@@ -3,16 +3,16 @@
 #
 #   ./deploy-all.sh [--native | --docker] [up]     start everything (the default)
 #   ./deploy-all.sh [--native | --docker] down     stop everything this started
-#   ./deploy-all.sh [--native | --docker] status   each service's health, the firing alerts
+#   ./deploy-all.sh [--native | --docker] status   health, databases, the firing alerts
 #   ./deploy-all.sh [--native | --docker] logs [service]
 #   ./deploy-all.sh new <service-name> [key=value ...]
 #   ./deploy-all.sh --k8s up|status|down   the same on the current kube context (Helm)
 #
-# With a Docker engine it uses Docker Compose; without one (or with --native)
-# it runs the same servers as local processes, built once from the package
-# registries and cached in ~/.cache/event-platform. Kong cannot run natively:
-# its configuration is merged and validated, but not served. Every step prints
-# a line with the elapsed time; long ones print a sign of life every ~15 s.
+# With a Docker engine it uses Docker Compose; without one (or with --native) it
+# runs the same servers as local processes, built once from the package registries
+# and cached in ~/.cache/event-platform (PostgreSQL is Debian's postgresql-15).
+# Kong cannot run natively: its configuration is merged and validated, not served.
+# Every step prints a line with the elapsed time; long ones a sign of life every ~15 s.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -146,6 +146,10 @@ check_prerequisites() {
     command -v "$tool" >/dev/null 2>&1 \
       || die "$tool is needed once to build the native servers (Java 17, Maven, Go)"
   done
+  # As root the build step installs it with apt-get; nobody else may.
+  if [[ ! -x /usr/lib/postgresql/15/bin/postgres && "$(id -u)" != 0 ]]; then
+    die "PostgreSQL 15 is needed: apt-get install postgresql-15 (as root)"
+  fi
 }
 
 # Docker only: every image the infrastructure runs is here or can be pulled; if not,
@@ -154,7 +158,8 @@ check_images() {
   log "checking the infrastructure's images (pulling missing ones)"
   local images image missing=()
   # Only the image names are read here, before .env exists: any password will do.
-  images="$(GRAFANA_ADMIN_PASSWORD="${GRAFANA_ADMIN_PASSWORD:-unused}" compose_infra config --images)"
+  images="$(GRAFANA_ADMIN_PASSWORD="${GRAFANA_ADMIN_PASSWORD:-unused}" \
+    POSTGRES_PASSWORD="${POSTGRES_PASSWORD:-unused}" compose_infra config --images)"
   for image in $images "$DECK_IMAGE"; do
     docker image inspect "$image" >/dev/null 2>&1 && continue
     docker pull --quiet "$image" >/dev/null 2>&1 || missing+=("$image")
@@ -178,14 +183,26 @@ build_servers() {
   native build
 }
 
-# Docker only: a .env with a generated Grafana password, never committed.
+generated_password() {
+  "$PY" -c 'import secrets; print(secrets.token_urlsafe(18))'
+}
+
+# Docker only: a .env (0600, never committed) with generated Grafana and PostgreSQL
+# passwords. PostgreSQL reads its password when its volume is new only.
 ensure_env_file() {
+  local grafana postgres
   if [[ ! -f "$ROOT/.env" ]]; then
-    local password
-    password="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(18))')"
-    sed "s/^GRAFANA_ADMIN_PASSWORD=.*/GRAFANA_ADMIN_PASSWORD=$password/" \
-      "$ROOT/.env.example" >"$ROOT/.env"
-    log "wrote .env with a generated Grafana admin password"
+    grafana="$(generated_password)"
+    postgres="$(generated_password)"
+    (umask 077 && sed -e "s/^GRAFANA_ADMIN_PASSWORD=.*/GRAFANA_ADMIN_PASSWORD=$grafana/" \
+      -e "s/^POSTGRES_PASSWORD=.*/POSTGRES_PASSWORD=$postgres/" "$ROOT/.env.example" >"$ROOT/.env")
+    log "wrote .env with generated Grafana admin and PostgreSQL passwords"
+  elif ! grep -q '^POSTGRES_PASSWORD=.' "$ROOT/.env"; then
+    # A .env from before PostgreSQL joined the platform.
+    postgres="$(generated_password)"
+    sed -i '/^POSTGRES_PASSWORD=/d' "$ROOT/.env"
+    printf 'POSTGRES_PASSWORD=%s\n' "$postgres" >>"$ROOT/.env"
+    log "added a generated PostgreSQL password to .env"
   fi
 }
 
@@ -219,6 +236,22 @@ load_kong_config() {
 create_topics() {
   log "creating the topics the services declare"
   step topics --bootstrap "$(kafka_bootstrap)"
+}
+
+# Each service that declares database = "postgres": its database, role and DSN file.
+databases() {
+  if [[ "$MODE" == docker ]]; then
+    local command
+    command="$(printf '%q ' docker compose --project-directory "$ROOT" -f "$INFRA_COMPOSE")"
+    step databases --state-dir "$STATE_DIR" --compose "$command" "$@"
+  else
+    step databases --state-dir "$STATE_DIR" "$@"
+  fi
+}
+
+create_databases() {
+  log "creating the databases the services declare"
+  databases
 }
 
 start_services() {
@@ -267,6 +300,7 @@ cmd_up() {
   start_infrastructure
   load_kong_config
   create_topics
+  create_databases
   start_services
   wait_for_services
   print_access_points
@@ -293,6 +327,7 @@ cmd_status() {
   fi
   local healthy=0
   step status --consul "$(consul_addr)" || healthy=$?
+  databases --report || healthy=$?
   step alerts --alertmanager "$(alertmanager_url)"
   return "$healthy"
 }

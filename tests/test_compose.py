@@ -33,11 +33,16 @@ from .rendering import render
 
 INFRA = REPO / "docker-compose.infrastructure.yml"
 SECURE = REPO / "docker-compose.secure.yml"
-REQUIRED = {"GRAFANA_ADMIN_PASSWORD": "not-a-secret", "KAFKA_SSL_PASSWORD": "not-a-secret"}
+REQUIRED = {
+    "GRAFANA_ADMIN_PASSWORD": "not-a-secret",
+    "POSTGRES_PASSWORD": "not-a-secret",
+    "KAFKA_SSL_PASSWORD": "not-a-secret",
+}
 OPTIONAL = {
     "KAFKA_EXTERNAL_PORT": "19094",
     "KAFKA_CLUSTER_ID": "AAAAAAAAAAAAAAAAAAAAAA",
     "KONG_PROXY_PORT": "18000",
+    "POSTGRES_PORT": "15432",
     "PROMETHEUS_RETENTION": "2d",
     "PLATFORM_SUBNET": "172.31.9.0/24",
     "CONSUL_IP": "172.31.9.53",
@@ -112,6 +117,11 @@ def test_docker_compose_config_accepts(
     config = yaml.safe_load(result.stdout)
     kafka_port = config["services"]["kafka"]["ports"][0]["published"]
     assert kafka_port == ("19094" if optional else "9094")
+    postgres = config["services"]["postgres"]["ports"][0]
+    assert (postgres["host_ip"], postgres["published"]) == (
+        "127.0.0.1",
+        "15432" if optional else "5432",
+    )
     for name, service in config["services"].items():
         if "build" in service:  # a service of services/: pip's settings reach its build
             args = service["build"].get("args") or {}
@@ -121,13 +131,15 @@ def test_docker_compose_config_accepts(
 
 
 @pytest.mark.infra
+@pytest.mark.parametrize("missing", ["GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD"])
 def test_docker_compose_config_names_a_missing_required_variable(
-    compose_binary: Path, tmp_path: Path
+    missing: str, compose_binary: Path, tmp_path: Path
 ) -> None:
-    result = compose_config(compose_binary, [INFRA], {}, tmp_path / ".env")
+    variables = {name: value for name, value in REQUIRED.items() if name != missing}
+    result = compose_config(compose_binary, [INFRA], variables, tmp_path / ".env")
 
     assert result.returncode != 0
-    assert "GRAFANA_ADMIN_PASSWORD" in result.stderr and "set in .env" in result.stderr
+    assert missing in result.stderr and "set in .env" in result.stderr
 
 
 # ------------------------------------------------------- up and down, for real

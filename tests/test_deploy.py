@@ -5,6 +5,8 @@ directory, and checks the result in the real Consul, Jaeger and Prometheus it
 started (the request's trace in Jaeger, its logs in VictoriaLogs through the
 collector). The services are a copy of services/ in which the team has edited
 value-architect's handler, as teams do: the platform runs their code as it is.
+That copy also declares `database = "postgres"`: the service gets its own database
+through DATABASE_URL_FILE, and `status` shows it.
 The last test brings everything down and checks no process is left.
 """
 
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +34,7 @@ from platform_native.services import passing_instances
 
 from . import jaeger
 from .conftest import REPO
+from .postgres_clients import psql
 from .telemetry import ANSI, json_line_problems
 
 pytestmark = pytest.mark.infra
@@ -79,6 +83,9 @@ def services_edited_by_their_team(services: Path) -> None:
     assert original in handlers.read_text()
     edited = f'        industry=f"{{event.industry}} {TEAM_EDIT}",\n'
     handlers.write_text(handlers.read_text().replace(original, edited))
+    pyproject = services / "value-architect" / "pyproject.toml"
+    declared = '[tool.event-platform]\ndatabase = "postgres"\n'
+    pyproject.write_text(pyproject.read_text().replace("[tool.event-platform]\n", declared))
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +236,20 @@ def test_alerts_are_wired_and_up_prints_the_alertmanager(
     assert active.startswith(env["ALERTMANAGER_URL"])
 
 
+def test_the_service_gets_its_database_as_a_file(
+    state_dir: Path, first_up: subprocess.CompletedProcess[str]
+) -> None:
+    """DATABASE_URL_FILE names a 0600 file; the DSN in it reaches the service's database."""
+    assert re.search(r"^ +PostgreSQL +postgresql://127\.0\.0\.1:\d+ ", first_up.stdout, re.M)
+    record = json.loads((state_dir / "services.json").read_text())["value-architect"]
+    environ = Path(f"/proc/{record['pid']}/environ").read_bytes().decode().split("\0")
+    [url_file] = [v.split("=", 1)[1] for v in environ if v.startswith("DATABASE_URL_FILE=")]
+    assert not [v for v in environ if "postgresql://" in v]  # the password is in no variable
+    assert stat.S_IMODE(Path(url_file).stat().st_mode) == 0o600
+    answer = psql(Path(url_file).read_text().strip(), "SELECT current_database()")
+    assert answer.stdout.strip() == "value_architect", answer.stderr
+
+
 def test_second_up_changes_nothing(state_dir: Path, env: dict[str, str]) -> None:
     before = recorded_pids(state_dir)
     second = deploy(state_dir, "up")
@@ -243,6 +264,9 @@ def test_status_reports_passing(state_dir: Path, env: dict[str, str]) -> None:
     status = deploy(state_dir, "status")
     assert "value-architect" in status.stdout
     assert "passing" in status.stdout
+    assert re.search(r"^PostgreSQL 15\.\S* .*at 127\.0\.0\.1:\d+$", status.stdout, re.M)
+    database = r"^  value-architect +database value_architect \(.+, no event_outbox table\)$"
+    assert re.search(database, status.stdout, re.M), status.stdout
     assert f"(Alertmanager: {env['ALERTMANAGER_URL']})" in status.stdout  # the firing alerts
 
 
@@ -251,5 +275,6 @@ def test_down_leaves_no_process(state_dir: Path, env: dict[str, str]) -> None:
     deploy(state_dir, "down")
     assert [pid for pid in pids if pid_alive(pid)] == []
     assert not (state_dir / "services.json").exists()
+    assert not (state_dir / "infra" / "postgres" / "server").exists()  # nor its data
     status = deploy(state_dir, "status", check=False)
     assert status.returncode != 0

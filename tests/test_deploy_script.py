@@ -113,6 +113,7 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
         },
         "alertmanager": {"url": "http://127.0.0.1:41008"},
         "alert-log": {"file": "/state/infra/alert-log/alerts.jsonl"},
+        "postgres": {"url": "postgresql://127.0.0.1:41009"},
     }
     state = {"servers": {name: {"addresses": a} for name, a in addresses.items()}}
     (tmp_path / "infra").mkdir()
@@ -131,6 +132,7 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
         ("Logs query", "http://127.0.0.1:41007/select/logsql/query"),
         ("Alertmanager", "http://127.0.0.1:41008"),
         ("Alert log", "/state/infra/alert-log/alerts.jsonl"),
+        ("PostgreSQL", "postgresql://127.0.0.1:41009"),
         ("value-architect", "http://127.0.0.1:8011"),
     ]:
         assert re.search(rf"^  {re.escape(label)} +{re.escape(address)}", printed, re.M), label
@@ -142,6 +144,7 @@ def test_up_ends_with_every_address(tmp_path: Path, capsys: pytest.CaptureFixtur
     labels = ("Kong proxy", "Grafana", "Consul UI", "Jaeger UI", "Prometheus", "Alertmanager")
     for label in (*labels, "Loki", "OTLP (HTTP)", "Kafka UI"):
         assert re.search(rf"^  {re.escape(label)} +http://127\.0\.0\.1:\d+", printed, re.M), label
+    assert re.search(r"^  PostgreSQL +postgresql://127\.0\.0\.1:5432 ", printed, re.M)
 
 
 def test_heartbeat_speaks_while_a_slow_command_runs(tmp_path: Path) -> None:
@@ -157,3 +160,33 @@ def test_heartbeat_speaks_while_a_slow_command_runs(tmp_path: Path) -> None:
     beats = [line for line in result.stdout.splitlines() if "installing .venv … " in line]
     assert len(beats) >= 2, result.stdout
     assert result.stdout.rstrip().endswith("finished")
+
+
+def test_env_file_gets_generated_passwords_and_an_older_one_gains_one(tmp_path: Path) -> None:
+    """Docker mode's .env: both passwords generated (0600); an older .env gains PostgreSQL's."""
+    shutil.copy(REPO / ".env.example", tmp_path / ".env.example")
+    script = f"""
+        source <(sed -n '/^elapsed()/,/^}}/p; /^log()/p; /^generated_password()/,/^}}/p; \
+            /^ensure_env_file()/,/^}}/p' {SCRIPT})
+        ROOT={tmp_path} PY={sys.executable} SECONDS=0
+        ensure_env_file
+    """
+
+    def ensure() -> dict[str, str]:
+        result = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        lines = (tmp_path / ".env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+    first = ensure()
+    assert len(first["GRAFANA_ADMIN_PASSWORD"]) >= 20 and len(first["POSTGRES_PASSWORD"]) >= 20
+    assert first["GRAFANA_ADMIN_PASSWORD"] != first["POSTGRES_PASSWORD"]
+    assert (tmp_path / ".env").stat().st_mode & 0o077 == 0
+    assert ensure() == first  # a second run changes nothing
+
+    older = (tmp_path / ".env").read_text().replace(f"={first['POSTGRES_PASSWORD']}", "=")
+    (tmp_path / ".env").write_text(older)
+    added = ensure()
+    assert added["GRAFANA_ADMIN_PASSWORD"] == first["GRAFANA_ADMIN_PASSWORD"]
+    assert len(added["POSTGRES_PASSWORD"]) >= 20
+    assert "POSTGRES_PASSWORD=" not in (tmp_path / ".env").read_text().splitlines()

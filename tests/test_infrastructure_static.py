@@ -31,6 +31,8 @@ import jsonschema
 import pytest
 import yaml
 
+from platform_native import versions
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.infrastructure.yml"
 COMPOSE_SCHEMA = (
@@ -84,6 +86,7 @@ EXPECTED_SERVICES = {
     "loki",
     "alertmanager",
     "alert-log",
+    "postgres",
 }
 STATE_VOLUMES = {
     "kafka-data",
@@ -93,7 +96,10 @@ STATE_VOLUMES = {
     "loki-data",
     "alertmanager-data",
     "alert-log-data",
+    "postgres-data",
 }
+# Images whose releases are major.minor: PostgreSQL's since version 10 (15.18).
+TWO_PART_VERSIONS = {"postgres"}
 # FROM-scratch images: no shell or HTTP client inside to probe with, so Docker
 # cannot check them and nothing may wait for them to be healthy.
 NO_HEALTHCHECK = {"otel-collector"}
@@ -235,8 +241,11 @@ def test_every_image_is_pinned_to_an_exact_version(services: dict[str, Any]) -> 
             problems.append(f"{name}: image {image!r} missing or not a plain reference")
         elif not match.group("tag"):
             problems.append(f"{name}: image {image!r} has no tag")
-        elif match.group("tag") == "latest" or not re.search(r"\d+\.\d+\.\d+", match.group("tag")):
-            problems.append(f"{name}: tag of {image!r} is not an exact x.y.z version")
+        elif match.group("tag") == "latest" or not re.search(
+            r"^\d+\.\d+(-|$)" if match.group("name") in TWO_PART_VERSIONS else r"\d+\.\d+\.\d+",
+            match.group("tag"),
+        ):
+            problems.append(f"{name}: tag of {image!r} is not an exact version")
     assert not problems, "\n".join(problems)
 
 
@@ -405,6 +414,20 @@ def test_kong_is_db_less_and_resolves_through_consul(
 def test_grafana_password_comes_from_the_environment(services: dict[str, Any]) -> None:
     env = environment(services["grafana"])
     assert env["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:?set in .env}"
+
+
+def test_postgres_is_the_native_major_with_passwords_only(services: dict[str, Any]) -> None:
+    """Same major as the native server, SCRAM over TCP, peer for the superuser inside."""
+    postgres = services["postgres"]
+    assert postgres["image"].split(":")[1].split(".")[0] == versions.POSTGRES_MAJOR
+    env = environment(postgres)
+    assert env["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD:?set in .env}"
+    initdb = env["POSTGRES_INITDB_ARGS"].split()
+    assert {"--auth-host=scram-sha-256", "--auth-local=peer"} <= set(initdb)
+    assert "trust" not in env["POSTGRES_INITDB_ARGS"] and "POSTGRES_HOST_AUTH_METHOD" not in env
+    test = postgres["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pg_isready"] and "--host=127.0.0.1" in test
+    assert {dst for _, dst in named_volumes(postgres)} == {"/var/lib/postgresql/data"}
 
 
 # --------------------------------------------------------------------------- secrets

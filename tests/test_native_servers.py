@@ -4,7 +4,8 @@ Kafka, Consul, Jaeger and Prometheus are built (or taken from the cache) by
 infrastructure/native/platform_native and started once for the session on
 127.0.0.1, from the config files Compose mounts. Each test talks to a server
 the way a service would: a Kafka client, Consul's HTTP API, an OTLP/HTTP
-export, a PromQL query.
+export, a PromQL query, psql with a service's DSN (PostgreSQL, started by its
+own test: it is Debian's package, not a build).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ from platform_native import (  # noqa: E402 - needs the sys.path entry above
     Consul,
     Jaeger,
     Kafka,
+    Postgres,
     Prometheus,
     Server,
     ToolError,
@@ -47,6 +50,7 @@ from platform_native.servers.alerting import Alerting  # noqa: E402
 from platform_native.servers.kafka import cluster_id  # noqa: E402
 
 from .kafka_clients import produce_and_consume  # noqa: E402
+from .postgres_clients import psql  # noqa: E402
 
 pytestmark = pytest.mark.infra
 
@@ -271,6 +275,62 @@ def test_promtool_accepts_a_valid_config_and_rejects_a_broken_one(
         promtool_check_config(broken)
 
 
+# ------------------------------------------------------------------ PostgreSQL
+
+
+def test_postgres_gives_each_service_a_database_only_it_reaches(tmp_path: Path) -> None:
+    postgres = Postgres(tmp_path / "postgres")
+    try:
+        with running(postgres):
+            orders = postgres.ensure_database("orders-api")
+            billing = postgres.ensure_database("billing")
+            assert postgres.ensure_database("orders-api") == orders  # idempotent
+
+            whoami = psql(orders, "SELECT current_user || ' ' || current_database()")
+            assert whoami.stdout.strip() == "orders_api orders_api", whoami.stderr
+            outbox = "CREATE TABLE event_outbox (id serial, published_at timestamptz);"
+            outbox += "INSERT INTO event_outbox (published_at) VALUES (NULL), (NULL), (now())"
+            assert psql(orders, outbox).returncode == 0
+            assert psql(billing, "SELECT 1").stdout.strip() == "1"
+
+            # One service's role never reaches another's database, nor with a guess.
+            crossed = psql(orders.rsplit("/", 1)[0] + "/billing", "SELECT 1")
+            assert crossed.returncode != 0 and "no pg_hba.conf entry" in crossed.stderr
+            password = urllib.parse.urlsplit(billing).password
+            guessed = psql(billing.replace(f":{password}@", ":guess@"), "SELECT 1")
+            assert "password authentication failed" in guessed.stderr
+            may_connect = "SELECT has_database_privilege('orders_api', 'billing', 'CONNECT')"
+            assert postgres.databases().run("postgres", may_connect).strip() == "f"
+
+            secrets_dir = postgres.secrets_dir
+            for secret in (postgres.password_file, *secrets_dir.glob("*.url")):
+                assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
+            assert postgres.databases().url_file("billing").read_text().strip() == billing
+            report = dict(postgres.databases().report(["orders-api", "billing"]))
+            assert report["orders-api"].endswith(", outbox backlog 2)"), report
+            assert report["billing"].endswith(", no event_outbox table)"), report
+
+            # TCP on loopback only, no unix socket, never as root.
+            assert postgres.pid is not None
+            members = group_members(postgres.pid)
+            sockets = {(ip, port) for _, ip, port, _ in listening_sockets(members)}
+            assert sockets == {("127.0.0.1", postgres.port)}
+            unix = Path("/proc/net/unix").read_text()
+            assert f".s.PGSQL.{postgres.port}" not in unix
+            uid = int(Path(f"/proc/{postgres.pid}/status").read_text().split("Uid:")[1].split()[0])
+            assert uid == os.geteuid() if os.geteuid() != 0 else uid != 0
+
+            # A restart keeps the data, the port and every password.
+            postgres.restart()
+            assert psql(orders, "SELECT count(*) FROM event_outbox").stdout.strip() == "3"
+            pid = postgres.pid
+        assert pid is not None
+        _assert_all_gone([pid])
+    finally:
+        postgres.remove_data()
+    assert not any(tmp_path.joinpath("postgres").glob("server*"))
+
+
 # ------------------------------------------------------------------------ decK
 
 KONG_VALID = """\
@@ -427,7 +487,7 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((state_dir / "state.json").read_text())
         pids = [int(s["pgid"]) for s in state["servers"].values()]
-        servers = ("consul", "jaeger", "victorialogs", "otelcol", "kafka", "prometheus")
+        servers = ("consul", "jaeger", "victorialogs", "otelcol", "kafka", "postgres", "prometheus")
         names = {*servers, *Alerting.NAMES}
         assert set(state["servers"]) == names
         assert "topics: alpha, beta" in up.stdout
@@ -443,6 +503,7 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
             "Jaeger UI    http://127.0.0.1:",
             f"OTLP (HTTP)  {otlp}",
             f"Logs UI      {logs_ui}",
+            f"PostgreSQL   {state['servers']['postgres']['addresses']['url']}",
         ):
             assert line in up.stdout
         # Services get the collector, never Jaeger, as their OTLP endpoint.
@@ -469,4 +530,5 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stdout + down.stderr
     _assert_all_gone(pids)
     assert not (state_dir / "state.json").exists()
+    assert not (state_dir / "postgres" / "server").exists()  # nor its data, wherever it was
     assert cli("status").returncode == 1

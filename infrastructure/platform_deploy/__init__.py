@@ -8,7 +8,8 @@ PyYAML, aiokafka and httpx. Run them with both folders on the path::
 
     PYTHONPATH=infrastructure:infrastructure/native .venv/bin/python -m platform_deploy --help
 
-Modules: discovery.py (the services under services/), topics.py, kong.py
+Modules: discovery.py (the services under services/), topics.py,
+databases.py (each service's PostgreSQL database and role), kong.py
 (merge and validate the snippets; load them into a running Kong),
 compose.py (the services' Compose file), native_services.py (start and stop
 the services as processes), health.py (wait for them in Consul) and

@@ -1,6 +1,8 @@
 """Command line of the deploy steps (see the package docstring)::
 
 python -m platform_deploy topics    --bootstrap 127.0.0.1:9094
+python -m platform_deploy databases --state-dir .platform [--compose "docker compose ..."]
+python -m platform_deploy databases --state-dir .platform --report  # status
 python -m platform_deploy kong      --out infrastructure/kong/kong.generated.yml
 python -m platform_deploy kong-load --admin http://127.0.0.1:8001      # Docker
 python -m platform_deploy compose   --out .platform/docker-compose.services.yml
@@ -17,6 +19,7 @@ python -m platform_deploy new       billing-api http_port=8021
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from platform_deploy import (
     addresses,
     alerts,
     compose,
+    databases,
     health,
     kong,
     native_services,
@@ -33,6 +37,7 @@ from platform_deploy import (
 )
 from platform_deploy.discovery import REPO
 from platform_native import progress
+from platform_native.tools import ToolError
 
 KONG_BASE = REPO / "infrastructure" / "kong" / "kong.yml"
 KONG_GENERATED = REPO / "infrastructure" / "kong" / "kong.generated.yml"
@@ -41,6 +46,27 @@ KONG_GENERATED = REPO / "infrastructure" / "kong" / "kong.generated.yml"
 def cmd_topics(args: argparse.Namespace) -> int:
     """Create the topics every service declares; existing ones are left alone."""
     progress.say(f"    {topics.create_declared_topics(args.services_dir, args.bootstrap)}")
+    return 0
+
+
+def cmd_databases(args: argparse.Namespace) -> int:
+    """Create each declared service's database and role; --report: list them (status)."""
+    try:
+        if args.compose:
+            found = databases.compose(args.compose, args.state_dir)
+            address = f"127.0.0.1:{os.environ.get('POSTGRES_PORT', '5432')}"
+        else:
+            found = databases.native(args.state_dir)
+            address = found.address
+        if args.report:
+            lines = databases.report(found, args.services_dir, address)
+        else:
+            lines = [f"    {line}" for line in databases.ensure(found, args.services_dir)]
+    except (databases.NoDatabaseServer, ToolError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for line in lines:
+        progress.say(line)
     return 0
 
 
@@ -133,6 +159,12 @@ def parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("topics", help=cmd_topics.__doc__)
     sub.add_argument("--bootstrap", required=True)
     sub.set_defaults(func=cmd_topics)
+
+    sub = commands.add_parser("databases", help=cmd_databases.__doc__)
+    sub.add_argument("--state-dir", type=Path, required=True)
+    sub.add_argument("--compose", help="the `docker compose ...` command (Docker mode)")
+    sub.add_argument("--report", action="store_true", help="list them, with the outbox backlog")
+    sub.set_defaults(func=cmd_databases)
 
     sub = commands.add_parser("kong", help=cmd_kong.__doc__)
     sub.add_argument("--base", type=Path, default=KONG_BASE)

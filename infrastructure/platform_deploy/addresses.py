@@ -8,11 +8,14 @@ from pathlib import Path
 
 from platform_deploy.discovery import discover
 
+DATABASES_HINT = "(each service's database: ./deploy-all.sh status)"
+
 
 def docker_rows() -> list[tuple[str, str]]:
     """The ports docker-compose.infrastructure.yml publishes on 127.0.0.1."""
     kafka_port = os.environ.get("KAFKA_EXTERNAL_PORT", "9094")
     kong_port = os.environ.get("KONG_PROXY_PORT", "8000")
+    postgres_port = os.environ.get("POSTGRES_PORT", "5432")
     return [
         ("Kong proxy", f"http://127.0.0.1:{kong_port}"),
         ("Kong admin", "http://127.0.0.1:8001"),
@@ -26,6 +29,7 @@ def docker_rows() -> list[tuple[str, str]]:
         ("Grafana", "http://127.0.0.1:3000  (admin password in .env)"),
         ("Kafka UI", "http://127.0.0.1:8080"),
         ("Kafka", f"127.0.0.1:{kafka_port}"),
+        ("PostgreSQL", f"postgresql://127.0.0.1:{postgres_port}  (superuser password in .env)"),
     ]
 
 
@@ -39,6 +43,7 @@ def native_rows(infra_state: Path, kong_config: Path) -> list[tuple[str, str]]:
         ("Alertmanager", servers["alertmanager"]["addresses"]["url"]),
         ("Alert log", f"{servers['alert-log']['addresses']['file']}  (every alert, JSON lines)"),
         ("Kafka", servers["kafka"]["addresses"]["bootstrap"]),
+        ("PostgreSQL", f"{servers['postgres']['addresses']['url']}  {DATABASES_HINT}"),
         ("OTLP (HTTP)", servers["otelcol"]["addresses"]["otlp_http"]),
         ("Logs UI", servers["victorialogs"]["addresses"]["ui"]),
         ("Logs query", servers["victorialogs"]["addresses"]["query_url"]),

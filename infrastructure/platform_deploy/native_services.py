@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from platform_deploy import databases
 from platform_deploy.discovery import REPO, discover
 from platform_native import progress
 from platform_native.processes import HOST, pid_alive, stop_process_group
@@ -81,6 +82,12 @@ def start(services_dir: Path, state_dir: Path) -> int:
             **LOCAL_SERVICE_ENV,
             "LOG_LEVELS": f"{info.package}=DEBUG",  # the team's own lines, not the libraries'
         }
+        if info.database:  # a file's path, never the password itself, in its environment
+            url_file = databases.native(state_dir).url_file(info.name)
+            if not url_file.exists():
+                print(f"{info.name}: no database yet ({url_file} is missing)", file=sys.stderr)
+                return 1
+            env["DATABASE_URL_FILE"] = str(url_file)
         log_path = state_dir / "logs" / f"{info.name}.log"
         process = ServiceProcess(info, script, env, log_path, info.http_port).start()
         records[info.name] = {

@@ -4,7 +4,8 @@ Kafka, Consul, Jaeger v2, Prometheus, the OpenTelemetry Collector and
 VictoriaLogs (plus the decK CLI) are built from the package registries at
 pinned versions (versions.py) into a cache outside the repository
 (~/.cache/event-platform) and started on 127.0.0.1 with free ports, from the
-same config files Compose mounts (configs.py).
+same config files Compose mounts (configs.py). PostgreSQL is Debian's
+postgresql-15 package (apt.py installs it as root), run the same way.
 
 What it needs: Python 3.11+ and only its standard library (it runs before any
 virtualenv exists); Java 17+ and Maven for Kafka; Go 1.26+ (Prometheus 3.15
@@ -20,7 +21,8 @@ build.py (cached, locked builds), gobuild.py (Go recipes), configs.py (the
 shipped configs and the one rule for what differs natively), processes.py
 (ports, process groups, clean-up at exit), probes.py (readiness checks),
 progress.py (step lines and heartbeats), services.py (the teams' services as
-local processes), tools.py (running the config checkers).
+local processes), tools.py (running the config checkers), databases.py (each
+service's database and role), apt.py (Debian packages).
 """
 
 from platform_native.build import BuildError
@@ -30,6 +32,7 @@ from platform_native.servers import (
     Jaeger,
     Kafka,
     OtelCollector,
+    Postgres,
     Prometheus,
     Server,
     ServerError,
@@ -53,6 +56,7 @@ __all__ = [
     "Jaeger",
     "Kafka",
     "OtelCollector",
+    "Postgres",
     "Prometheus",
     "Server",
     "ServerError",

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -34,17 +35,28 @@ from platform_native.servers import (
     Jaeger,
     Kafka,
     OtelCollector,
+    Postgres,
     Prometheus,
     Server,
     VictoriaLogs,
 )
 from platform_native.servers.alerting import Alerting
 from platform_native.servers.base import ServerError
+from platform_native.servers.postgres import remove_data
 from platform_native.tools import ToolError
 
 STATE_FILE = "state.json"
 # What `up` starts, by name; a recorded run with other servers is restarted.
-SERVERS = ("consul", "jaeger", "victorialogs", "otelcol", "kafka", "prometheus", *Alerting.NAMES)
+SERVERS = (
+    "consul",
+    "jaeger",
+    "victorialogs",
+    "otelcol",
+    "kafka",
+    "postgres",
+    "prometheus",
+    *Alerting.NAMES,
+)
 
 
 def client_env(
@@ -132,8 +144,12 @@ def _stop_recorded(state: dict[str, Any]) -> list[str]:
     for name, server in reversed(list(state["servers"].items())):
         if not _is_alive(server):
             continue
+        leader_signal = server.get("stop_signal")  # PostgreSQL: SIGINT, its fast shutdown
         try:
-            stop_process_group(int(server["pgid"]))
+            stop_process_group(
+                int(server["pgid"]),
+                leader_signal=signal.Signals[leader_signal] if leader_signal else None,
+            )
         except ProcessError as error:
             print(f"{name}: {error}", file=sys.stderr)
         if group_members(int(server["pgid"])):
@@ -162,6 +178,7 @@ def print_addresses(state: dict[str, Any]) -> None:
         ("Alertmanager", servers["alertmanager"]["addresses"]["url"]),
         ("Alert log", servers["alert-log"]["addresses"]["file"]),
         ("Kafka", servers["kafka"]["addresses"]["bootstrap"]),
+        ("PostgreSQL", servers["postgres"]["addresses"]["url"]),
         ("OTLP (HTTP)", servers["otelcol"]["addresses"]["otlp_http"]),
         ("Logs UI", servers["victorialogs"]["addresses"]["ui"]),
         ("Logs query", servers["victorialogs"]["addresses"]["query_url"]),
@@ -188,7 +205,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     began = time.monotonic()
     for build in BUILDS.values():  # at once when cached; a cold build reports itself
         build()
-    # Every `up` starts from empty data directories.
+    # Every `up` starts from empty data directories (PostgreSQL's may be elsewhere).
+    remove_data(state_dir / "postgres")
     for name in SERVERS:
         shutil.rmtree(state_dir / name, ignore_errors=True)
     consul = Consul(state_dir / "consul", detach=True)
@@ -198,6 +216,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         state_dir / "otelcol", jaeger=jaeger, logs_endpoint=logs.otlp_endpoint, detach=True
     )
     kafka = Kafka(state_dir / "kafka", detach=True)
+    postgres = Postgres(state_dir / "postgres", detach=True)
     alerting = Alerting.create(state_dir, kafka, detach=True)
     prometheus = Prometheus(
         state_dir / "prometheus", peers=[consul, jaeger, kafka, *alerting], detach=True
@@ -205,8 +224,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     started: list[Server] = []
     try:
-        order: tuple[Server, ...] = (consul, jaeger, logs, collector, kafka, *alerting, prometheus)
-        for server in order:
+        servers = (consul, jaeger, logs, collector, kafka, postgres, *alerting, prometheus)
+        for server in servers:
             _start(server)
             started.append(server)
         topics = [t for t in (args.topics or "").split(",") if t]
@@ -247,6 +266,9 @@ def cmd_down(args: argparse.Namespace) -> int:
         print(f"still running after SIGKILL: {', '.join(survivors)}", file=sys.stderr)
         return 1
     (state_dir / STATE_FILE).unlink()
+    # The next `up` starts from empty data anyway; this one may be outside the state dir.
+    if "postgres" in state["servers"]:
+        remove_data(Path(state["servers"]["postgres"]["workdir"]))
     print("stopped: " + ", ".join(state["servers"]))
     return 0
 

@@ -20,13 +20,29 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 HOST = "127.0.0.1"
 
 
 class ProcessError(RuntimeError):
     """A process group would not die."""
+
+
+class Account(NamedTuple):
+    """An unprivileged OS user a server runs as (PostgreSQL refuses to run as root)."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def run_as(account: Account | None) -> dict[str, Any]:
+    """subprocess options that start a process as ``account`` with no supplementary
+    groups (none inherited from root); no options for None, the caller's own user."""
+    if account is None:
+        return {}
+    return {"user": account.uid, "group": account.gid, "extra_groups": []}
 
 
 # ------------------------------------------------------------------------ ports
@@ -130,8 +146,20 @@ def _wait_group_gone(pgid: int, timeout: float) -> bool:
     return True
 
 
-def stop_process_group(pgid: int, timeout: float = 20.0) -> None:
-    """SIGTERM a process group, wait up to ``timeout`` s, then SIGKILL it."""
+def stop_process_group(
+    pgid: int, timeout: float = 20.0, leader_signal: signal.Signals | None = None
+) -> None:
+    """SIGTERM a process group, wait up to ``timeout`` s, then SIGKILL it.
+
+    With ``leader_signal`` the group's leader gets that signal first and the group up
+    to ``timeout`` s to end by itself: a server that stops its own children (PostgreSQL's
+    SIGINT, a fast shutdown) must not have them signalled behind its back.
+    """
+    if leader_signal is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pgid, leader_signal)
+        if _wait_group_gone(pgid, timeout):
+            return
     _signal_group(pgid, signal.SIGTERM)
     if not _wait_group_gone(pgid, timeout):
         kill_process_group(pgid)

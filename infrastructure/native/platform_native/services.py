@@ -33,6 +33,7 @@ class ServiceInfo:
     http_port: int
     kong_snippet: Path | None
     package: str  # its Python package, from its console script ("pkg.__main__:main")
+    database: str | None = None  # `database = "postgres"`: the platform gives it a database
 
     @classmethod
     def read(cls, directory: Path) -> ServiceInfo:
@@ -48,6 +49,7 @@ class ServiceInfo:
             http_port=int(platform["http_port"]),
             kong_snippet=directory.resolve() / snippet if snippet else None,
             package=project["project"]["scripts"][name].split(".")[0],
+            database=platform.get("database"),
         )
 
 

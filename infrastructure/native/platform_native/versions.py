@@ -67,6 +67,11 @@ ALERTMANAGER_VERSION = "0.35.0"
 LAG_EXPORTER_VERSION = "1.0.0"
 LAG_EXPORTER_REQUIREMENTS = ("aiokafka==0.14.0", "prometheus-client==0.26.0")
 
+# PostgreSQL is not built: Debian's postgresql-15 package is the server (installed by
+# apt-get when missing, servers/postgres.py). The major version is the Compose image's
+# (postgres:15.x); the minor one is whatever Debian ships with its security fixes.
+POSTGRES_MAJOR = "15"
+
 # Go modules the binaries are built from.
 CONSUL_MODULE = "github.com/hashicorp/consul"
 JAEGER_MODULE = "github.com/jaegertracing/jaeger"
@@ -100,4 +105,5 @@ def pinned_versions() -> dict[str, str]:
         "victorialogs": VICTORIALOGS_VERSION,
         "alertmanager": ALERTMANAGER_VERSION,
         "lag-exporter": LAG_EXPORTER_VERSION,
+        "postgres": POSTGRES_MAJOR,
     }

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from platform_native import processes, progress
+from platform_native import apt, processes, progress
 from platform_native.servers.base import Server, ServerError
 
 APT_PACKAGES = ("docker.io", "debootstrap")
@@ -57,24 +57,10 @@ def ensure_installed() -> None:
         raise EngineUnavailable(reason)
     if all(shutil.which(tool) for tool in ("dockerd", "docker", "debootstrap")):
         return
-    started = time.monotonic()
-    progress.say(f"    installing {' '.join(APT_PACKAGES)} from Debian (apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    wait_for_lock = ["-o", "DPkg::Lock::Timeout=600"]  # another apt-get may be running
-    with progress.heartbeat("apt-get install docker.io"):
-        for command in (
-            ["apt-get", *wait_for_lock, "update"],
-            ["apt-get", *wait_for_lock, "install", "-y", "--no-install-recommends", *APT_PACKAGES],
-        ):
-            result = subprocess.run(
-                command, env=env, capture_output=True, text=True, timeout=1200, check=False
-            )
-            if result.returncode != 0:
-                raise EngineUnavailable(
-                    f"{' '.join(command)} failed ({result.returncode}):\n"
-                    f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
-                )
-    progress.say(f"    installed docker.io in {progress.elapsed(time.monotonic() - started)}")
+    try:
+        apt.install(APT_PACKAGES)
+    except apt.AptError as error:
+        raise EngineUnavailable(str(error)) from error
 
 
 def storage_driver(folder: Path) -> str:

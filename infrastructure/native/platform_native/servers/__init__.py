@@ -12,6 +12,7 @@
     deck.py        decK, the offline checker of Kong's configuration
     otel_collector.py  the OpenTelemetry Collector (ocb), from infrastructure/otel-collector/
     victorialogs.py    VictoriaLogs, the native log store
+    postgres.py    PostgreSQL 15 (Debian's package), the services' databases
 
 Each module holds its build recipe (cached by platform_native.build) and its
 server class: build, configure, start, health, stop.
@@ -45,6 +46,7 @@ from platform_native.servers.jaeger import Jaeger, build_jaeger
 from platform_native.servers.kafka import Kafka, build_kafka
 from platform_native.servers.lag_exporter import LagExporter, build_lag_exporter
 from platform_native.servers.otel_collector import OtelCollector, build_otelcol
+from platform_native.servers.postgres import Postgres, ensure_postgres
 from platform_native.servers.prometheus import (
     Prometheus,
     build_prometheus,
@@ -64,6 +66,7 @@ BUILDS: dict[str, Callable[[], Path]] = {
     "victorialogs": build_victorialogs,
     "alertmanager": build_alertmanager,
     "lag-exporter": build_lag_exporter,
+    "postgres": ensure_postgres,  # installed from Debian, not built
 }
 
 __all__ = [
@@ -77,6 +80,7 @@ __all__ = [
     "Kafka",
     "LagExporter",
     "OtelCollector",
+    "Postgres",
     "ProcessError",
     "Prometheus",
     "Server",

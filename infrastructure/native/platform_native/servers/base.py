@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -39,6 +40,9 @@ class Server:
     name: ClassVar[str] = "server"
     version: ClassVar[str] = ""
     ready_timeout: ClassVar[float] = 60.0
+    # Sent to the main process alone before the group gets SIGTERM (see
+    # processes.stop_process_group); None: SIGTERM to the whole group at once.
+    leader_stop_signal: ClassVar[signal.Signals | None] = None
 
     def __init__(self, workdir: Path | str, *, detach: bool = False) -> None:
         self.workdir = Path(workdir).resolve()
@@ -65,6 +69,14 @@ class Server:
     def env(self) -> dict[str, str]:
         """The server's environment."""
         return dict(os.environ)
+
+    def account(self) -> processes.Account | None:
+        """The unprivileged user the server runs as; None: the caller's own user."""
+        return None
+
+    def working_directory(self) -> Path:
+        """Where the server process starts (a folder its account can reach)."""
+        return self.workdir
 
     def health(self) -> bool:
         """True once the server really serves (its readiness probe)."""
@@ -103,12 +115,13 @@ class Server:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command(),
-                cwd=self.workdir,
+                cwd=self.working_directory(),
                 env=self.env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stop() reaches children too
+                **processes.run_as(self.account()),
             )
         self.pid = self.process.pid
         if not self.detach:
@@ -138,9 +151,10 @@ class Server:
         return self.pid is not None and processes.pid_alive(self.pid)
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the process group, wait, then SIGKILL; data stays for restart()."""
+        """SIGTERM the process group (its leader gets ``leader_stop_signal`` first), wait,
+        then SIGKILL; data stays for restart()."""
         if self.pid is not None:
-            processes.stop_process_group(self.pid, timeout)
+            processes.stop_process_group(self.pid, timeout, self.leader_stop_signal)
         self._forget()
 
     def kill(self) -> None:
@@ -196,6 +210,7 @@ class Server:
             "addresses": self.addresses(),
             "workdir": str(self.workdir),
             "log": str(self.log_path),
+            "stop_signal": self.leader_stop_signal.name if self.leader_stop_signal else None,
         }
 
     def __repr__(self) -> str:
