@@ -95,7 +95,7 @@ class ServiceSettings(BaseSettings):
     # false keeps CPython's defaults.
     gc_tuning: bool = True
 
-    # PostgreSQL (with the `postgres` extra): a DSN, `postgresql://user:password@host/db`,
+    # PostgreSQL (with the `postgres` extra): a DSN naming role, password, host and database,
     # best from a file (DATABASE_URL_FILE, mode 0600), which wins over DATABASE_URL.
     database_url: SecretStr = SecretStr("")
     database_url_file: str = ""
