@@ -43,7 +43,9 @@ logger = logging.getLogger(__name__)
 
 LOCKS = 0x6F7574  # advisory lock class of the outbox's buckets ("out")
 JSON = "application/json"
-MAX_BACKOFF_SECONDS = 30.0
+# Kafka or PostgreSQL away: try again at least this often, so a backlog starts draining soon
+# after they return (a row Kafka refused waits as long).
+MAX_BACKOFF_SECONDS = 5.0
 
 CLAIM = """SELECT b FROM unnest($2::int[]) AS b WHERE pg_try_advisory_lock($1, b)"""
 ROWS = """
