@@ -3,8 +3,8 @@
 Helm and kubeconform are built from the Go module proxy (platform_native.servers.helm).
 Built-in kinds are validated strictly against the Kubernetes JSON schemas that
 `kubernetes-validate` ships; custom resources (Strimzi, KEDA, Kong, Gateway API,
-Prometheus Operator) by kubeconform against the JSON schemas of their upstream CRDs
-in ../shared/k8s-crds. Both reject unknown fields.
+Prometheus Operator, CloudNativePG) by kubeconform against the JSON schemas of their
+upstream CRDs in ../shared/k8s-crds. Both reject unknown fields.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ CUSTOM_GROUPS = {
     "configuration.konghq.com",
     "gateway.networking.k8s.io",
     "monitoring.coreos.com",
+    "postgresql.cnpg.io",
 }
 NAMESPACE = "services"
 
@@ -106,12 +107,13 @@ def kinds(objects: list[Object]) -> set[str]:
 
 
 def chassis_python(directory: Path) -> Path:
-    """A virtualenv with the event-chassis (the services' only dependency) from .wheels."""
+    """A virtualenv with the event-chassis (the services' only dependency) from .wheels,
+    with its PostgreSQL extra (a stateful service imports it)."""
     env_dir = directory / ".venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run([*pip, "event-chassis[testing]"], directory, env=pip_env())
+    run([*pip, "event-chassis[testing,postgres]"], directory, env=pip_env())
     return python
 
 
@@ -129,6 +131,9 @@ def pod_environment(objects: list[Object]) -> dict[str, str]:
     ]
     env = dict(configmap["data"])
     for variable in container.get("env", []):
+        if "value" in variable:
+            env[variable["name"]] = variable["value"]
+            continue
         # The downward API's values, as a pod would see them.
         field = variable["valueFrom"]["fieldRef"]["fieldPath"]
         env[variable["name"]] = {"metadata.name": "pod-0", "status.podIP": "10.1.2.3"}[field]
@@ -140,6 +145,10 @@ def service_facts(
 ) -> dict[str, Any]:
     """tests/service_facts.py run by the service's code in the pod's environment."""
     script = Path(__file__).with_name("service_facts.py")
+    if "DATABASE_URL_FILE" in env:  # the pod's file from its Secret; nothing listens there
+        dsn = cwd / "database-url"
+        dsn.write_text("postgresql://service:secret@127.0.0.1:9/service")
+        env = {**env, "DATABASE_URL_FILE": str(dsn)}
     result = subprocess.run(
         [str(python), str(script), package_of(service), *paths],
         cwd=cwd,  # no .env file there

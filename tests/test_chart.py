@@ -4,13 +4,18 @@ For the default, the worker and the customised service, with the default values
 and every test values file in the chart's ci/: `helm lint --strict`, every
 rendered object strictly valid, and the chart's ports, probes, settings, topics,
 autoscaling and Kong route matching what the service itself serves and reads
-and what its Kong snippet routes. Bad values are refused with a clear message.
+and what its Kong snippet routes; its DSN a file from a Secret, or a CloudNativePG
+cluster of its own. Bad values are refused with a clear message.
 """
 
 from __future__ import annotations
 
+import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
@@ -256,6 +261,20 @@ def test_settings_from_values_reach_the_service(
         (["kafka.consumerWorkers=4", "autoscaling.maxReplicas=2"], "would sit idle"),
         (["terminationGracePeriodSeconds=15"], "must exceed preStopSeconds + shutdownGraceSeconds"),
         (["settings.HTTP_PORT=9999"], "the chart sets HTTP_PORT"),
+        (["settings.DATABASE_URL=postgresql://u:p@db/d"], "the DSN carries a password"),
+        (
+            ["database.enabled=false", "database.cloudnativepg.enabled=true"],
+            "needs database.enabled",
+        ),
+        (
+            [
+                "database.enabled=true",
+                "database.existingSecret=db",
+                "database.cloudnativepg.enabled=true",
+            ],
+            "choose one",
+        ),
+        (["database.cloudnativepg.imageName=postgres"], "database/cloudnativepg/imageName"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
@@ -274,3 +293,129 @@ def test_topics_with_names_kubernetes_refuses_get_valid_unique_object_names(char
     assert names["orders-v1.placed"] == "orders-v1.placed"
     assert names["Orders_V1.placed"].startswith("orders-v1.placed-")
     assert len(set(names.values())) == 3
+
+
+# -- state in PostgreSQL
+
+
+def pod_spec(objects: list[Object]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(objects, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def database_volume(objects: list[Object]) -> tuple[str, Object]:
+    """DATABASE_URL_FILE, and the volume the service reads it from (mounted read-only)."""
+    spec = pod_spec(objects)
+    [container] = spec["containers"]
+    [path] = [v["value"] for v in container["env"] if v["name"] == "DATABASE_URL_FILE"]
+    [mount] = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    assert mount["readOnly"] is True
+    [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    return path, volume
+
+
+def assert_no_password_in_the_environment(objects: list[Object]) -> None:
+    spec = pod_spec(objects)
+    for container in spec["containers"] + spec.get("initContainers", []):
+        for variable in container.get("env", []):
+            assert "secretKeyRef" not in variable.get("valueFrom", {}), variable
+            assert "://" not in variable.get("value", ""), variable
+    data = one(objects, "ConfigMap")["data"]
+    assert "DATABASE_URL" not in data
+    assert not [value for value in data.values() if "://" in value and "@" in value]
+
+
+def test_the_database_is_mounted_for_a_stateful_service(
+    service: Path, objects: list[Object], facts: dict[str, Any]
+) -> None:
+    stateful = pyproject_platform(service).get("database") == "postgres"
+    [container] = pod_spec(objects)["containers"]
+    ready = container["readinessProbe"]["httpGet"]["path"]
+
+    assert ("DATABASE_URL_FILE" in pod_environment(objects)) is stateful
+    assert any(m["name"] == "database" for m in container["volumeMounts"]) is stateful
+    # The service took its DSN from the file and waits for PostgreSQL before it is ready.
+    assert ("PostgreSQL" in facts["answers"][ready]["body"]) is stateful
+
+
+def test_the_dsn_is_a_file_from_the_platform_teams_secret(chart: Path) -> None:
+    objects = template(chart, chart / "ci" / "database-values.yaml")
+    path, volume = database_volume(objects)
+    deployment = one(objects, "Deployment")
+
+    # Root's, group fsGroup: readable by the service's uid 10001 through its group only.
+    assert pod_spec(objects)["securityContext"]["fsGroup"] == 10001
+    assert volume["secret"] == {
+        "secretName": "service-database",
+        "defaultMode": 0o440,
+        "items": [{"key": "dsn", "path": Path(path).name}],
+    }
+    assert deployment["metadata"]["annotations"] == {
+        "secret.reloader.stakater.com/reload": "service-database"
+    }
+    assert_no_password_in_the_environment(objects)
+
+
+def test_cloudnativepg_gives_the_service_a_cluster_of_its_own(chart: Path, workdir: Path) -> None:
+    objects = template(chart, chart / "ci" / "cloudnativepg-values.yaml")
+    cluster, database, pooler = (one(objects, kind) for kind in ("Cluster", "Database", "Pooler"))
+    name = chart.parent.name.replace("-", "_")  # the service's role and database
+    cluster_name = cluster["metadata"]["name"]
+
+    assert cluster["spec"]["imageName"].split(":")[-1].startswith("15.")
+    assert cluster["spec"]["bootstrap"]["initdb"] == {"database": name, "owner": name}
+    assert database["spec"]["cluster"]["name"] == cluster_name
+    assert (database["spec"]["name"], database["spec"]["owner"]) == (name, name)
+    assert pooler["spec"]["cluster"]["name"] == cluster_name
+    assert (pooler["spec"]["type"], pooler["spec"]["pgbouncer"]["poolMode"]) == ("rw", "session")
+    summary = validate_custom([cluster, database, pooler], workdir)
+    assert "Valid: 3, Invalid: 0, Errors: 0, Skipped: 0" in summary
+    assert_no_password_in_the_environment(objects)
+
+
+def test_behind_the_pooler_the_dsn_is_written_from_the_app_secret(
+    chart: Path, tmp_path: Path
+) -> None:
+    """CloudNativePG's app Secret points at the rw Service: an init container writes the
+    Pooler's DSN from its credentials; here it runs on awkward ones."""
+    objects = template(chart, chart / "ci" / "cloudnativepg-values.yaml")
+    spec = pod_spec(objects)
+    [init] = spec["initContainers"]
+    path, volume = database_volume(objects)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    pooler = one(objects, "Pooler")["metadata"]["name"]
+    cluster = one(objects, "Cluster")["metadata"]["name"]
+    python, flag, script, credentials, address, target = init["command"]
+
+    assert volume["emptyDir"]["medium"] == "Memory"
+    mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    assert (mounts["database-credentials"], mounts["database"] + "/url") == (credentials, target)
+    assert target == path
+    assert volumes["database-credentials"]["secret"]["secretName"] == f"{cluster}-app"
+    assert address == f"{pooler}.services.svc:5432"
+
+    password = "p@ss:w/rd%?#"
+    secret = {"username": "billing_api", "password": password, "dbname": "billing_api"}
+    for key, value in secret.items():
+        (tmp_path / key).write_text(value)
+    run = [sys.executable, flag, script, str(tmp_path), address, str(tmp_path / "url")]
+    subprocess.run(run, check=True, timeout=30)
+    dsn = urlsplit((tmp_path / "url").read_text())
+
+    assert (dsn.scheme, dsn.hostname, dsn.port) == ("postgresql", f"{pooler}.services.svc", 5432)
+    assert (unquote(dsn.username or ""), unquote(dsn.password or "")) == ("billing_api", password)
+    assert dsn.path == "/billing_api"
+    assert stat.S_IMODE((tmp_path / "url").stat().st_mode) & 0o077 == 0
+    assert python == "python"
+
+
+def test_without_the_pooler_the_service_uses_the_app_secrets_uri(chart: Path) -> None:
+    values = chart / "ci" / "cloudnativepg-values.yaml"
+    objects = template(chart, values, "database.cloudnativepg.pooler.enabled=false")
+    _, volume = database_volume(objects)
+
+    assert "Pooler" not in kinds(objects)
+    assert "initContainers" not in pod_spec(objects)
+    cluster = one(objects, "Cluster")["metadata"]["name"]
+    assert volume["secret"]["secretName"] == f"{cluster}-app"
+    assert volume["secret"]["items"] == [{"key": "uri", "path": "url"}]

@@ -66,3 +66,48 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-%s" (lower . | replace "_" "-" | trunc 200 | trimAll "-.") (sha256sum . | trunc 8) }}
 {{- end }}
 {{- end }}
+
+{{- define "service.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "service.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end }}
+
+{{/* Where the pod finds its DSN, as the file `url` (DATABASE_URL_FILE). */}}
+{{- define "service.databaseDir" -}}
+/etc/{{ include "service.name" . }}/database
+{{- end }}
+
+{{/* The CloudNativePG Cluster (CloudNativePG allows 50 characters). */}}
+{{- define "service.databaseCluster" -}}
+{{- printf "%s-db" (include "service.fullname" . | trunc 47 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "service.databasePooler" -}}
+{{- printf "%s-pooler" (include "service.databaseCluster" .) }}
+{{- end }}
+
+{{/* The service's role and database, named as on one host (billing-api: billing_api). */}}
+{{- define "service.databaseName" -}}
+{{- include "service.name" . | replace "-" "_" }}
+{{- end }}
+
+{{/* "true" when the service connects through the CloudNativePG Pooler. */}}
+{{- define "service.behindPooler" -}}
+{{- $cnpg := .Values.database.cloudnativepg }}
+{{- if and .Values.database.enabled $cnpg.enabled $cnpg.pooler.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The Secret with the DSN (or, behind the Pooler, the credentials it is made from). */}}
+{{- define "service.databaseSecret" -}}
+{{- if .Values.database.cloudnativepg.enabled }}
+{{- printf "%s-app" (include "service.databaseCluster" .) }}
+{{- else }}
+{{- .Values.database.existingSecret | default (printf "%s-database" (include "service.fullname" .)) }}
+{{- end }}
+{{- end }}
