@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -51,6 +50,7 @@ from bench.measure import (  # noqa: E402
     throughput_of,
 )
 from bench.profile import summarise  # noqa: E402
+from bench.provenance import chassis_release, commit  # noqa: E402
 from platform_native import servers  # noqa: E402
 from platform_native.processes import free_ports, stop_process_group  # noqa: E402
 from platform_native.services import (  # noqa: E402
@@ -321,17 +321,10 @@ def throughput(bench: Bench) -> tuple[dict[str, list[dict[str, float]]], int]:
 
 
 def provenance() -> dict[str, str]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-
-    chassis = tomllib.loads((REPO / "chassis" / "pyproject.toml").read_text())
-    dirty = " (with uncommitted changes)" if git("status", "--porcelain") else ""
     return {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": git("rev-parse", "HEAD") + dirty,
-        "chassis_version": chassis["project"]["version"],
+        "commit": commit(),
+        "chassis_version": chassis_release(),
     }
 
 

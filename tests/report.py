@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import tomllib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bench.provenance import chassis_release, commit
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_SERVERS = {"infra", "reliability"}
@@ -85,17 +85,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def provenance() -> dict[str, str]:
-    def git(*args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
-        return result.stdout.strip()
-
-    chassis = tomllib.loads((REPO / "chassis" / "pyproject.toml").read_text())
     return {
         "run": uuid.uuid4().hex[:12],
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": git("rev-parse", "HEAD")
-        + (" (with uncommitted changes)" if git("status", "--porcelain") else ""),
-        "chassis_version": chassis["project"]["version"],
+        "commit": commit(),
+        "chassis_version": chassis_release(),
     }
 
 
