@@ -15,11 +15,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from .health import Readiness
@@ -29,6 +32,20 @@ from .settings import ServiceSettings
 logger = logging.getLogger(__name__)
 
 DATABASE = "database"
+CONNECT_SECONDS = 5  # a request waits no longer for a connection while PostgreSQL is away
+# No statement waits forever: a connection left half-open by a restart raises instead.
+COMMAND_SECONDS = 30
+# Errors that mean the server is away: asyncpg's connection and shut-down classes (SQLSTATE
+# 08 and 57), SQLAlchemy's for a lost connection, and the socket's own.
+UNREACHABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,  # no connection came within CONNECT_SECONDS
+)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -55,7 +72,11 @@ class Database:
         self.readiness = readiness
         self.interval = settings.database_check_interval_seconds
         self.engine = create_async_engine(
-            self.url, pool_size=settings.database_pool_size, pool_pre_ping=True
+            self.url,
+            pool_size=settings.database_pool_size,
+            pool_pre_ping=True,
+            pool_timeout=CONNECT_SECONDS,
+            connect_args={"timeout": CONNECT_SECONDS, "command_timeout": COMMAND_SECONDS},
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.outbox = Outbox(settings.outbox_buckets)  # events written with the state
@@ -108,9 +129,24 @@ class Database:
             raise MigrationError(f"database migration failed: {one_line(error)}") from error
 
 
+def unreachable(error: BaseException) -> bool:
+    """Whether `error` means PostgreSQL cannot be reached now (down, restarting, shutting
+    down, a broken connection) rather than that the work is wrong: its whole chain."""
+    seen: BaseException | None = error
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, UNREACHABLE) or getattr(seen, "connection_invalidated", False):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return False
+
+
 async def unavailable(request: Request, error: Exception) -> Response:
-    """HTTP 503 with the reason when PostgreSQL cannot be reached (a 500 said nothing)."""
-    return JSONResponse({"detail": f"PostgreSQL unavailable: {one_line(error)}"}, 503)
+    """HTTP 503 with the reason when PostgreSQL (or a connection) cannot be reached."""
+    if not unreachable(error):
+        raise error
+    return JSONResponse({"detail": f"unavailable: {one_line(error)}"}, 503)
 
 
 def one_line(error: BaseException) -> str:

@@ -19,8 +19,9 @@ from sqlalchemy import Column, MetaData, Table, Text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .database import Database
+from .database import Database, one_line, unreachable
 from .outbox import Outbox
+from .retry import DependencyUnavailableError
 
 INBOX = Table("event_inbox", MetaData(), Column("consumer_group", Text), Column("message_id", Text))
 MESSAGE_ID = "message-id"
@@ -48,12 +49,17 @@ def once_per_message(
     """`handler` in a transaction with the inbox; its result into the outbox for `output`."""
 
     async def call(event: BaseModel, record: Any) -> None:
-        async with database.transaction() as session:
-            if not await first_delivery(session, group, message_id(record)):
-                return  # handled before: nothing again
-            result = await handler(event, session)
-            if result is not None and output is not None:
-                key = record.key.decode(errors="replace") if record.key is not None else None
-                await outbox.add(session, output, result, key=key)
+        try:
+            async with database.transaction() as session:
+                if not await first_delivery(session, group, message_id(record)):
+                    return  # handled before: nothing again
+                result = await handler(event, session)
+                if result is not None and output is not None:
+                    key = record.key.decode(errors="replace") if record.key is not None else None
+                    await outbox.add(session, output, result, key=key)
+        except Exception as error:
+            if unreachable(error):  # PostgreSQL away: wait for it, never dead-letter
+                raise DependencyUnavailableError(f"PostgreSQL: {one_line(error)}") from error
+            raise
 
     return call

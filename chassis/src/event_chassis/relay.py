@@ -35,6 +35,7 @@ from opentelemetry import propagate, trace
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from . import clients
+from .database import COMMAND_SECONDS, CONNECT_SECONDS
 from .security import aiokafka_security
 from .settings import ServiceSettings
 from .tracing import kafka_headers
@@ -140,6 +141,7 @@ class OutboxRelay:
                 published = await self.round()
                 await self._housekeeping()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as error:
+                # OSError covers a statement past COMMAND_SECONDS (asyncio's TimeoutError).
                 logger.warning("Outbox relay: %r; again in %.1fs", error, backoff)
                 await self._disconnect()  # its locks go with it; claimed again later
                 await asyncio.sleep(backoff)
@@ -269,7 +271,9 @@ class OutboxRelay:
         if self.connection is not None and not self.connection.is_closed():
             return self.connection
         self.owned.clear()
-        self.connection = await asyncpg.connect(self.settings.database_dsn(), timeout=10)
+        self.connection = await asyncpg.connect(
+            self.settings.database_dsn(), timeout=CONNECT_SECONDS, command_timeout=COMMAND_SECONDS
+        )
         await self.connection.add_listener("event_outbox", lambda *_: self.wake.set())
         return self.connection
 

@@ -210,14 +210,15 @@ class Service:
         team's `migrations` folders of Alembic versions), then the outbox relay runs.
         Handlers that take a session (`handle(event, session)`) are then idempotent.
         """
-        from sqlalchemy.exc import InterfaceError, OperationalError
+        from sqlalchemy.exc import DBAPIError
+        from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
         from .database import Database, unavailable
         from .relay import OutboxRelay
 
         self.database = Database(self.settings, self.readiness)
         self.outbox = self.database.outbox
-        for error in (OperationalError, InterfaceError, ConnectionError):
+        for error in (DBAPIError, PoolTimeoutError, ConnectionError):
             self.app.add_exception_handler(error, unavailable)
         if self.settings.outbox_relay:
             self.relay = OutboxRelay(self.settings, self.metrics.registry, self.tracer)
