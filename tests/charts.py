@@ -147,7 +147,8 @@ def service_facts(
     script = Path(__file__).with_name("service_facts.py")
     if "DATABASE_URL_FILE" in env:  # the pod's file from its Secret; nothing listens there
         dsn = cwd / "database-url"
-        dsn.write_text("postgresql://service:secret@127.0.0.1:9/service")
+        password = "not-a-secret"  # nothing listens on port 9: only the file's shape matters
+        dsn.write_text(f"postgresql://service:{password}@127.0.0.1:9/service")
         env = {**env, "DATABASE_URL_FILE": str(dsn)}
     result = subprocess.run(
         [str(python), str(script), package_of(service), *paths],
