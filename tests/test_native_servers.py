@@ -510,7 +510,8 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert state["env"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == otlp
 
         # The daemons outlived the `up` process.
-        assert all(pid_alive(pid) for pid in pids)
+        dead = [n for n, s in state["servers"].items() if not pid_alive(int(s["pgid"]))]
+        assert not dead, {n: Path(state["servers"][n]["log"]).read_text()[-3000:] for n in dead}
         assert cli("status").returncode == 0
         again = cli("up")
         assert again.returncode == 0 and "already running" in again.stdout

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from platform_native import build, configs, progress
+from platform_native import build, configs, processes, progress
 from platform_native.servers import Alertmanager, Consul, Jaeger, Kafka, LagExporter, Prometheus
 
 FAST_BEAT = 0.1
@@ -163,3 +163,14 @@ def test_every_compose_address_in_prometheus_yml_gets_a_loopback_one(tmp_path: P
     # Nothing but the addresses differs.
     assert configs.replace_addresses(shipped, replacements) == rendered
     assert len(rendered.splitlines()) == len(shipped.splitlines())
+
+
+def test_two_picks_in_one_process_never_share_a_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server picks its ports when built and binds them when started: a second server
+    built in between must not get the first one's (deploy-all failed with otelcol's OTLP
+    port "already in use" by Jaeger)."""
+    order = processes._candidates()[:50]
+    monkeypatch.setattr(processes, "_candidates", lambda: list(order))
+    first = processes.free_ports(3)
+    second = processes.free_ports(3)
+    assert not set(first) & set(second), (first, second)

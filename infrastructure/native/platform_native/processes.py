@@ -71,19 +71,35 @@ def _candidates() -> list[int]:
     return random.sample(ports, len(ports))
 
 
+# Every port handed out in this process. A server picks its ports when it is built and
+# binds them only when it starts, so without this a later pick (another server's) could
+# return a port an earlier pick gave out but nobody bound yet.
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_ports(count: int, *, udp: bool = False) -> list[int]:
     """Return ``count`` distinct ports that are free on 127.0.0.1.
 
-    All sockets stay open until every port is chosen, so the same port is never
-    returned twice. With ``udp`` the port must also be free for UDP (Consul's
+    All sockets stay open until every port is chosen, and no port is returned twice
+    in one process. With ``udp`` the port must also be free for UDP (Consul's
     DNS and Serf use both).
     """
+    with _handed_out_lock:
+        ports = _pick(count, udp)
+        _handed_out.update(ports)
+    return ports
+
+
+def _pick(count: int, udp: bool) -> list[int]:
     held: list[socket.socket] = []
     ports: list[int] = []
     try:
         for port in _candidates():
             if len(ports) == count:
                 break
+            if port in _handed_out:
+                continue
             kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if udp else (socket.SOCK_STREAM,)
             try:
                 for kind in kinds:
