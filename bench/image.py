@@ -1,6 +1,6 @@
 """The service's image for `make bench`: its size, built as its CI workflow builds it.
 
-A private dockerd and the stand-in base image (platform_native.docker; images
+A private dockerd and the stand-in base image (tests.harness.docker; images
 cannot be pulled here), the chassis wheel served to the build, and the build
 step of the service's own CI workflow (tests/docker_harness.py). The size is
 `docker image inspect`'s: uncompressed, every layer; the base is the stand-in
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from platform_deploy import wheelhouse
-from platform_native.docker import engine, standin
-from platform_native.docker.engine import DockerEngine
 from tests.docker_harness import Docker, build_like_ci
+from tests.harness.docker import engine, standin
+from tests.harness.docker.engine import DockerEngine
 from tests.rendering import wheelhouse as built_wheels
 
 MB = 1e6

@@ -1,6 +1,6 @@
 """Render a service's Helm chart and validate what it renders, with the real tools.
 
-Helm and kubeconform are built from the Go module proxy (platform_native.servers.helm).
+Helm and kubeconform are built from the Go module proxy (tests.harness.helm).
 Built-in kinds are validated strictly against the Kubernetes JSON schemas that
 `kubernetes-validate` ships; custom resources (Strimzi, KEDA, Kong, Gateway API,
 Prometheus Operator, CloudNativePG) by kubeconform against the JSON schemas of their
@@ -20,7 +20,7 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from platform_native.servers.helm import run_helm, run_kubeconform
+from tests.harness.helm import run_helm, run_kubeconform
 
 from .rendering import REPO, pip_env, run
 

@@ -81,7 +81,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not (needed or kubernetes) or session.config.option.collectonly:
         return
     from platform_native.__main__ import build_all
-    from platform_native.servers.kubernetes import build_kubernetes_tools
+    from tests.harness.kubernetes import build_kubernetes_tools
 
     capture = session.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():

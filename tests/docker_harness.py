@@ -1,9 +1,9 @@
 """The container harness: a private Docker engine for the session (marker `docker`).
 
 On first use it installs Debian's docker.io if missing, starts a private dockerd
-(platform_native.docker.engine: own socket and folders, vfs, no iptables, no
+(tests.harness.docker.engine: own socket and folders, vfs, no iptables, no
 bridge, stopped at the end also on failure), loads the stand-in for the
-official python:3.11-slim-bookworm base image (platform_native.docker.standin,
+official python:3.11-slim-bookworm base image (tests.harness.docker.standin,
 debootstrap'd once per Debian snapshot and cached with `docker save`) and links
 Docker Compose, built from its Go module, in as a CLI plugin. The chassis wheel
 (`make wheels`) is served on loopback for the session, so every image build
@@ -27,8 +27,8 @@ import yaml
 
 from platform_deploy import wheelhouse
 from platform_native import progress
-from platform_native.docker import compose, engine, standin
-from platform_native.docker.engine import DockerEngine
+from tests.harness.docker import compose, engine, standin
+from tests.harness.docker.engine import DockerEngine
 
 from .rendering import REPO
 from .rendering import wheelhouse as built_wheels

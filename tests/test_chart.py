@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from platform_native.servers.helm import run_helm
+from tests.harness.helm import run_helm
 
 from .charts import (
     CUSTOM_GROUPS,

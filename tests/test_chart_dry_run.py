@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from platform_native.servers import free_ports, running
-from platform_native.servers.helm import build_helm
-from platform_native.servers.kube_apiserver import Etcd, KubeApiserver, build_kubernetes
+from tests.harness.helm import build_helm
+from tests.harness.kube_apiserver import Etcd, KubeApiserver, build_kubernetes
 
 from .charts import CRDS, NAMESPACE, Object, template, values_files
 from .rendering import render

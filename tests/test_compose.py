@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from platform_deploy.__main__ import main as deploy_step
-from platform_native.docker.compose import build_plugins
 from platform_native.processes import free_ports
+from tests.harness.docker.compose import build_plugins
 
 from .conftest import REPO, Platform
 from .docker_harness import Docker, shown

@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 import yaml
 
-from platform_native.servers.helm import run_helm
+from tests.harness.helm import run_helm
 
 from .charts import CRDS, Object, one, template, values_files
 from .rendering import REPO, render

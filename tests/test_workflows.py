@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from platform_native.actionlint import build_actionlint
+from tests.harness.actionlint import build_actionlint
 
 from .conftest import REPO
 from .docker_harness import shown

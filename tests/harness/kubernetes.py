@@ -11,13 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from platform_native import progress
-from platform_native.servers.helm import (
+from tests.harness.helm import (
     HELM_VERSION,
     KUBECONFORM_VERSION,
     build_helm,
     build_kubeconform,
 )
-from platform_native.servers.kube_apiserver import (
+from tests.harness.kube_apiserver import (
     ETCD_VERSION,
     KUBERNETES_VERSION,
     build_etcd,

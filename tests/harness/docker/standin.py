@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from platform_native import build, progress, versions
-from platform_native.docker.engine import DockerEngine
+from tests.harness.docker.engine import DockerEngine
 
 NAME = "python-standin"
 MIRROR = "http://deb.debian.org/debian"
