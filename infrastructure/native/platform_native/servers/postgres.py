@@ -7,7 +7,8 @@ initdb, a data directory that outlives restart(), fsync and the rest at their de
 
 Access: only TCP on 127.0.0.1 at a free port, no unix socket, and every connection
 authenticates with SCRAM-SHA-256 (pg_hba.conf): the superuser with a password generated
-at initdb, each service's role only to the database of its own name (``sameuser``).
+at initdb, each service's role only to the database of its own name (``samerole``: also
+the short-lived roles OpenBao makes as members of a service's role, platform_deploy.openbao).
 Peer or trust on a socket would not do: the services run as the platform's own OS user,
 so only a password per role tells them apart. The passwords and each service's DSN stay
 in ``<workdir>/secrets/`` (0700, files 0600), never printed (platform_native.databases).
@@ -48,11 +49,12 @@ APT_PACKAGE = f"postgresql-{versions.POSTGRES_MAJOR}"
 TOOLS = ("initdb", "postgres", "psql")
 ACCOUNT = "postgres"  # the system user Debian's package creates
 OUTSIDE = Path("/var/tmp")  # world-traversable, kept across reboots
-# Loopback TCP only, SCRAM only: the superuser anywhere, a service in its own database.
+# Loopback TCP only, SCRAM only: the superuser anywhere, a service (or a member of its
+# role: OpenBao's short-lived credentials) in its own database.
 PG_HBA = f"""\
 # Written by platform_native (servers/postgres.py). No unix socket is open.
 host  all       {SUPERUSER}  127.0.0.1/32  scram-sha-256
-host  sameuser  all       127.0.0.1/32  scram-sha-256
+host  samerole  all       127.0.0.1/32  scram-sha-256
 """
 
 
