@@ -486,6 +486,10 @@ def test_postgresql_restarted_under_load(
         dead = read_until(
             platform.kafka.bootstrap, case.topics["DEAD_LETTER_TOPIC"], lambda rs: False, 2
         )
+        # What holds the relay back, should anything be lost: sessions and the service's log.
+        sessions = case.sql(
+            "SELECT pid, state, xact_start, backend_xmin, left(query, 60) FROM pg_stat_activity"
+        )
     finally:
         process.terminate()
     published = {str(event["event_id"]) for event in events}
@@ -507,4 +511,12 @@ def test_postgresql_restarted_under_load(
         lost=lost,
         dead_lettered=len(dead),
     )
-    assert passed, (recovered, lost, len(dead), dict(writer.answers), seen[-5:])
+    assert passed, (
+        recovered,
+        lost,
+        len(dead),
+        dict(writer.answers),
+        seen[-5:],
+        sessions,
+        process.log_tail(120),
+    )

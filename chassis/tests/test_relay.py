@@ -115,6 +115,30 @@ async def test_committed_rows_are_published_once_in_order_per_key(
     assert sample(publisher, "outbox_backlog") == 0
 
 
+async def test_the_relay_outlives_an_error_it_did_not_expect(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that fails in a way nobody listed (an asyncpg protocol error, say) is
+    logged and tried again: the relay's task must not end, or the outbox stops for good."""
+    kept = await write(database, settings.produces_topic, 20, keys=4)
+    publisher, failures = relay(settings), []
+    whole_round = OutboxRelay.round
+
+    async def failing_once(self: OutboxRelay) -> int:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("unexpected")
+        return await whole_round(self)
+
+    monkeypatch.setattr(OutboxRelay, "round", failing_once)
+    publisher.start()
+    try:
+        await until(lambda: sample(publisher, "outbox_published_total") >= len(kept), 30)
+    finally:
+        await publisher.stop()
+    assert failures == [1]
+
+
 async def test_two_relays_never_share_a_bucket_and_one_takes_over_from_the_other(
     settings: Settings, database: Database
 ) -> None:

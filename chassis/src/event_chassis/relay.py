@@ -48,6 +48,10 @@ JSON = "application/json"
 # after they return (a row Kafka refused waits as long).
 MAX_BACKOFF_SECONDS = 5.0
 
+# PostgreSQL or Kafka away (OSError also covers a statement past COMMAND_SECONDS: asyncio's
+# TimeoutError): said as a warning. Anything else is logged with its traceback.
+AWAY = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError)
+
 CLAIM = """SELECT b FROM unnest($2::int[]) AS b WHERE pg_try_advisory_lock($1, b)"""
 ROWS = """
 SELECT position, id, aggregatetype, aggregateid, type, payload::text AS payload,
@@ -140,9 +144,11 @@ class OutboxRelay:
                 await self._connect()
                 published = await self.round()
                 await self._housekeeping()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as error:
-                # OSError covers a statement past COMMAND_SECONDS (asyncio's TimeoutError).
-                logger.warning("Outbox relay: %r; again in %.1fs", error, backoff)
+            except Exception as error:  # the relay outlives any one failure, expected or not
+                if isinstance(error, AWAY):
+                    logger.warning("Outbox relay: %r; again in %.1fs", error, backoff)
+                else:
+                    logger.exception("Outbox relay: unexpected %r; again in %.1fs", error, backoff)
                 await self._disconnect()  # its locks go with it; claimed again later
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
