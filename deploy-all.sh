@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The whole platform: infrastructure plus every service under services/.
 #
-#   ./deploy-all.sh [--native | --docker] [up]     start everything (the default)
+#   ./deploy-all.sh [--native | --docker] [up] [--no-contracts]   start everything (the default)
+#   ./deploy-all.sh [--native | --docker] up --kafka-brokers 3   three Kafka brokers
 #   ./deploy-all.sh [--native | --docker] down     stop everything this started
 #   ./deploy-all.sh [--native | --docker] status   health, databases, the firing alerts
 #   ./deploy-all.sh [--native | --docker] logs [service]
 #   ./deploy-all.sh new <service-name> [key=value ...]
+#   ./deploy-all.sh contracts [--graph]   can every consumer read its producers' events?
 #   ./deploy-all.sh --k8s up|status|down   the same on the current kube context (Helm)
 #
 # With a Docker engine it uses Docker Compose; without one (or with --native) it
 # runs the same servers as local processes, built once from the package registries
 # and cached in ~/.cache/event-platform (PostgreSQL is Debian's postgresql-15).
 # Kong cannot run natively: its configuration is merged and validated, not served.
+# One Kafka broker by default; with three, topics get 3 replicas and min.insync.replicas=2.
 # Every step prints a line with the elapsed time; long ones a sign of life every ~15 s.
 set -euo pipefail
 
@@ -22,15 +25,20 @@ PY="$ROOT/.venv/bin/python"
 INFRA_COMPOSE="$ROOT/docker-compose.infrastructure.yml"
 SERVICES_COMPOSE="$STATE_DIR/docker-compose.services.yml"
 KONG_CONFIG="$ROOT/infrastructure/kong/kong.generated.yml"
+KAFKA_CLUSTER_COMPOSE="$ROOT/docker-compose.kafka-cluster.yml"
+# Present while Compose runs three brokers: later commands add the override too.
+KAFKA_CLUSTER_MARK="$STATE_DIR/kafka-cluster"
+KAFKA_BROKERS=1
 DECK_IMAGE="kong/deck:v1.55.0"
 MODE=""
+CONTRACTS=1  # `up` checks the event contracts first (--no-contracts: not)
 
 # "==> [2m05s] what happens now": SECONDS counts from the script's start.
 log() { printf '==> [%s] %s\n' "$(elapsed "$SECONDS")" "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,15s/^# \{0,1\}//p' "$0"
+  sed -n '2,17s/^# \{0,1\}//p' "$0"
 }
 
 elapsed() {
@@ -95,6 +103,9 @@ compose_infra() {
 
 compose() {
   local files=(-f "$INFRA_COMPOSE")
+  if [[ -f "$KAFKA_CLUSTER_MARK" ]]; then
+    files+=(-f "$KAFKA_CLUSTER_COMPOSE")
+  fi
   if [[ -f "$SERVICES_COMPOSE" ]]; then
     files+=(-f "$SERVICES_COMPOSE")
   fi
@@ -219,9 +230,37 @@ build_kong_config() {
 start_infrastructure() {
   log "starting the infrastructure ($MODE)"
   if [[ "$MODE" == docker ]]; then
+    mkdir -p "$STATE_DIR"
+    if ((KAFKA_BROKERS == 3)); then
+      touch "$KAFKA_CLUSTER_MARK"
+    else
+      rm -f "$KAFKA_CLUSTER_MARK"
+    fi
     compose up --detach --wait
   else
-    native up --state-dir "$STATE_DIR/infra"
+    native up --state-dir "$STATE_DIR/infra" --kafka-brokers "$KAFKA_BROKERS"
+  fi
+}
+
+# up's options: --kafka-brokers N (natively any N; Compose has 1 or 3).
+parse_up_options() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --kafka-brokers)
+        [[ $# -ge 2 ]] || die "--kafka-brokers needs a number"
+        KAFKA_BROKERS="$2"
+        shift 2
+        ;;
+      --no-contracts)
+        CONTRACTS=0
+        shift
+        ;;
+      *) die "unknown option for up: $1 (see --help)" ;;
+    esac
+  done
+  [[ "$KAFKA_BROKERS" =~ ^[1-9][0-9]*$ ]] || die "--kafka-brokers: a number from 1, not '$KAFKA_BROKERS'"
+  if [[ "$MODE" == docker ]] && ((KAFKA_BROKERS != 1 && KAFKA_BROKERS != 3)); then
+    die "with Docker, --kafka-brokers is 1 or 3 (docker-compose.kafka-cluster.yml)"
   fi
 }
 
@@ -285,12 +324,23 @@ print_access_points() {
 
 # ----------------------------------------------------------------- commands
 
+# The gate between the services' event contracts (platform_deploy/contracts.py).
+check_contracts() {
+  log "checking the services' event contracts"
+  step contracts \
+    || die "the event contracts do not hold (above): not starting; ./deploy-all.sh up --no-contracts starts anyway"
+}
+
 cmd_up() {
+  parse_up_options "$@"
   check_prerequisites
   if [[ "$MODE" == docker ]]; then
     check_images
   fi
   ensure_venv
+  if ((CONTRACTS)); then
+    check_contracts
+  fi
   if [[ "$MODE" == docker ]]; then
     ensure_env_file
   else
@@ -309,6 +359,7 @@ cmd_up() {
 cmd_down() {
   if [[ "$MODE" == docker ]]; then
     compose down
+    rm -f "$KAFKA_CLUSTER_MARK"
     return
   fi
   if [[ ! -x "$PY" ]]; then
@@ -357,10 +408,16 @@ cmd_new() {
   log "$SERVICES_DIR/$name is ready; ./deploy-all.sh up starts it with the others"
 }
 
+cmd_contracts() {
+  ensure_venv
+  step contracts "$@"
+}
+
 main() {
   while [[ $# -gt 0 && "$1" == --* ]]; do
     case "$1" in
       --native) MODE=native ;;
+      --no-contracts) CONTRACTS=0 ;;
       --docker) MODE=docker ;;
       --k8s) shift; exec "$ROOT/infrastructure/kubernetes/deploy.sh" "$@" ;;
       --help) usage; return 0 ;;
@@ -374,11 +431,12 @@ main() {
   fi
   detect_mode
   case "$command" in
-    up) cmd_up ;;
+    up) cmd_up "$@" ;;
     down) cmd_down ;;
     status) cmd_status ;;
     logs) cmd_logs "$@" ;;
     new) cmd_new "$@" ;;
+    contracts) cmd_contracts "$@" ;;
     help | -h) usage ;;
     *) usage >&2; die "unknown command '$command'" ;;
   esac

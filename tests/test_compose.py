@@ -33,6 +33,7 @@ from .rendering import render
 
 INFRA = REPO / "docker-compose.infrastructure.yml"
 SECURE = REPO / "docker-compose.secure.yml"
+KAFKA_CLUSTER = REPO / "docker-compose.kafka-cluster.yml"
 REQUIRED = {
     "GRAFANA_ADMIN_PASSWORD": "not-a-secret",
     "POSTGRES_PASSWORD": "not-a-secret",
@@ -47,6 +48,8 @@ OPTIONAL = {
     "PLATFORM_SUBNET": "172.31.9.0/24",
     "CONSUL_IP": "172.31.9.53",
     "KAFKA_SECURE_PORT": "19095",
+    "KAFKA_2_EXTERNAL_PORT": "19096",
+    "KAFKA_3_EXTERNAL_PORT": "19097",
     "PIP_INDEX_URL": "https://pypi.example.org/simple",
     "PIP_EXTRA_INDEX_URL": "https://packages.example.org/simple",
     "PIP_FIND_LINKS": "http://127.0.0.1:8099/",
@@ -95,6 +98,8 @@ PROJECTS: dict[str, list[Path | str]] = {
     "services": [INFRA, "services"],
     "secure+services": [INFRA, SECURE, "services"],
     "new-services": [INFRA, "new"],
+    "kafka-cluster": [INFRA, KAFKA_CLUSTER],
+    "kafka-cluster+services": [INFRA, KAFKA_CLUSTER, "services"],
 }
 
 
@@ -128,6 +133,32 @@ def test_docker_compose_config_accepts(
             expected = {k: v for k, v in OPTIONAL.items() if k.startswith("PIP_")}
             assert args == (expected if optional else {}), name
             assert service["build"]["network"] == "host"
+
+
+@pytest.mark.infra
+def test_the_kafka_cluster_override_runs_three_brokers_in_one_quorum(
+    compose_binary: Path, tmp_path: Path
+) -> None:
+    result = compose_config(compose_binary, [INFRA, KAFKA_CLUSTER], REQUIRED, tmp_path / ".env")
+
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    brokers = {name: services[name] for name in ("kafka", "kafka-2", "kafka-3")}
+    voters = "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
+    for number, (name, broker) in enumerate(brokers.items(), start=1):
+        env = broker["environment"]
+        assert str(env["KAFKA_NODE_ID"]) == str(number), name
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
+        assert (env["KAFKA_DEFAULT_REPLICATION_FACTOR"], env["KAFKA_MIN_INSYNC_REPLICAS"]) == (
+            "3",
+            "2",
+        )
+        assert env["KAFKA_ADVERTISED_LISTENERS"].startswith(f"PLAINTEXT://{name}:9092,")
+        assert env["CLUSTER_ID"] == brokers["kafka"]["environment"]["CLUSTER_ID"]
+        assert broker["healthcheck"] == brokers["kafka"]["healthcheck"]
+    ports = [(p["host_ip"], p["published"]) for b in brokers.values() for p in b["ports"]]
+    assert ports == [("127.0.0.1", "9094"), ("127.0.0.1", "9096"), ("127.0.0.1", "9097")]
+    assert len({b["volumes"][0]["source"] for b in brokers.values()}) == 3
 
 
 @pytest.mark.infra

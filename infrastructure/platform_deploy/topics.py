@@ -1,4 +1,9 @@
-"""Create the topics every service declares, with aiokafka's admin client."""
+"""Create the topics every service declares, with aiokafka's admin client.
+
+Replicated as the cluster allows: on three brokers or more (``--kafka-brokers 3``)
+three replicas with ``min.insync.replicas=2``, so losing one broker loses no
+acknowledged write; on the laptop's single broker, one.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,11 @@ async def _create_topics(bootstrap: str, wanted: dict[str, int]) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         if missing:
+            brokers = len((await admin.describe_cluster())["brokers"])
+            replicas = min(3, brokers)
+            configs = {"min.insync.replicas": "2"} if replicas == 3 else {}
             await admin.create_topics(
-                [NewTopic(name, wanted[name], replication_factor=1) for name in missing]
+                [NewTopic(name, wanted[name], replicas, topic_configs=configs) for name in missing]
             )
         return missing
     finally:

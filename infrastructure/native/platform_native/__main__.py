@@ -4,11 +4,15 @@ From the repository root::
 
     PYTHONPATH=infrastructure/native python3 -m platform_native build
     PYTHONPATH=infrastructure/native python3 -m platform_native up --state-dir .platform/infra
+    PYTHONPATH=infrastructure/native python3 -m platform_native up --state-dir .platform/infra \
+        --kafka-brokers 3
     PYTHONPATH=infrastructure/native python3 -m platform_native status --state-dir .platform/infra
     PYTHONPATH=infrastructure/native python3 -m platform_native down --state-dir .platform/infra
 
 ``up`` starts detached processes that outlive this command and records them
 in ``<state-dir>/state.json``; ``down`` stops exactly those process groups.
+``--kafka-brokers 3`` runs three Kafka nodes (servers/kafka_cluster.py says why
+combined broker+controller); ``status`` then shows each and the partitions' ISR.
 Every step prints a line with its elapsed time, long ones a line every ~15 s.
 """
 
@@ -42,25 +46,22 @@ from platform_native.servers import (
 )
 from platform_native.servers.alerting import Alerting
 from platform_native.servers.base import ServerError
+from platform_native.servers.kafka_cluster import KafkaCluster, describe_partitions
 from platform_native.servers.postgres import remove_data
 from platform_native.tools import ToolError
 
 STATE_FILE = "state.json"
-# What `up` starts, by name; a recorded run with other servers is restarted.
-SERVERS = (
-    "consul",
-    "jaeger",
-    "victorialogs",
-    "otelcol",
-    "kafka",
-    "postgres",
-    "prometheus",
-    *Alerting.NAMES,
-)
+
+
+def server_names(kafka_brokers: int) -> tuple[str, ...]:
+    """What `up` starts, by name; a recorded run with other servers is restarted."""
+    kafka = ("kafka", *(f"kafka-{n}" for n in range(2, kafka_brokers + 1)))
+    return ("consul", "jaeger", "victorialogs", "otelcol", *kafka, "postgres", "prometheus",
+            *Alerting.NAMES)  # fmt: skip
 
 
 def client_env(
-    kafka: Kafka,
+    kafka: KafkaCluster,
     consul: Consul,
     jaeger: Jaeger,
     prometheus: Prometheus,
@@ -73,7 +74,7 @@ def client_env(
     for people and tests reading them back.
     """
     return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,  # every broker's
         "CONSUL_HTTP_ADDR": consul.http_addr,
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
@@ -168,6 +169,45 @@ def _start(server: Server) -> None:
     progress.say(f"    {server.name} ready in {took} (pid {server.pid}, log: {server.log_path})")
 
 
+def _start_kafka(cluster: KafkaCluster, started: list[Server]) -> None:
+    """Start the Kafka nodes together (a quorum needs a majority), with progress lines."""
+    label = f"kafka {Kafka.version}" + (f" x{len(cluster.nodes)}" if len(cluster.nodes) > 1 else "")
+    progress.say(f"==> starting {label}")
+    began = time.monotonic()
+    with progress.heartbeat(f"starting {label}", f", logs: {cluster.nodes[0].log_path}"):
+        cluster.start()
+    started.extend(cluster.nodes)
+    took = progress.elapsed(time.monotonic() - began)
+    pids = ", ".join(str(node.pid) for node in cluster.nodes)
+    progress.say(f"    kafka ready in {took} (pid {pids})")
+
+
+def _state_name(server: Server) -> str:
+    return server.state_name if isinstance(server, Kafka) else server.name
+
+
+def kafka_health(state: dict[str, Any]) -> tuple[bool, str]:
+    """Whether every partition has a leader and its whole ISR, and a line saying so."""
+    nodes = {n: s for n, s in state["servers"].items() if n == "kafka" or n.startswith("kafka-")}
+    live = [s for s in nodes.values() if _is_alive(s)]
+    if not live:
+        return False, "no Kafka node runs"
+    probe = Kafka(Path(live[0]["workdir"]))  # its tools' config is already there
+    bootstrap = ",".join(s["addresses"]["bootstrap"] for s in live)
+    try:
+        partitions = describe_partitions(probe, bootstrap)
+    except ToolError as error:
+        return False, f"partitions unknown: {error}"
+    under = [p for p in partitions if p.under_replicated]
+    offline = [p for p in partitions if p.leader is None]
+    line = (
+        f"{len(live)}/{len(nodes)} brokers up, {len(partitions)} partitions: "
+        f"{len(under)} under-replicated, {len(offline)} offline"
+    )
+    shown = ", ".join(f"{p.topic}-{p.partition} isr={list(p.isr)}" for p in (under + offline)[:5])
+    return not (under or offline), f"{line}{f' ({shown})' if shown else ''}"
+
+
 def print_addresses(state: dict[str, Any]) -> None:
     """Every address of the running servers, as a person uses them."""
     servers = state["servers"]
@@ -177,7 +217,7 @@ def print_addresses(state: dict[str, Any]) -> None:
         ("Prometheus", servers["prometheus"]["addresses"]["url"]),
         ("Alertmanager", servers["alertmanager"]["addresses"]["url"]),
         ("Alert log", servers["alert-log"]["addresses"]["file"]),
-        ("Kafka", servers["kafka"]["addresses"]["bootstrap"]),
+        ("Kafka", state["env"]["KAFKA_BOOTSTRAP_SERVERS"]),
         ("PostgreSQL", servers["postgres"]["addresses"]["url"]),
         ("OTLP (HTTP)", servers["otelcol"]["addresses"]["otlp_http"]),
         ("Logs UI", servers["victorialogs"]["addresses"]["ui"]),
@@ -194,7 +234,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     previous = _read_state(state_dir)
     if previous is not None:
         recorded = previous["servers"]
-        if set(recorded) == set(SERVERS) and all(_is_alive(s) for s in recorded.values()):
+        wanted = server_names(args.kafka_brokers)
+        if set(recorded) == set(wanted) and all(_is_alive(s) for s in recorded.values()):
             progress.say(f"==> already running (see {state_dir / STATE_FILE})")
             print_addresses(previous)
             return 0
@@ -207,7 +248,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         build()
     # Every `up` starts from empty data directories (PostgreSQL's may be elsewhere).
     remove_data(state_dir / "postgres")
-    for name in SERVERS:
+    for name in server_names(max(args.kafka_brokers, 9)):  # also a bigger run's leftovers
         shutil.rmtree(state_dir / name, ignore_errors=True)
     consul = Consul(state_dir / "consul", detach=True)
     jaeger = Jaeger(state_dir / "jaeger", detach=True)
@@ -215,24 +256,27 @@ def cmd_up(args: argparse.Namespace) -> int:
     collector = OtelCollector(
         state_dir / "otelcol", jaeger=jaeger, logs_endpoint=logs.otlp_endpoint, detach=True
     )
-    kafka = Kafka(state_dir / "kafka", detach=True)
+    kafka = KafkaCluster(state_dir, args.kafka_brokers, detach=True)
     postgres = Postgres(state_dir / "postgres", detach=True)
-    alerting = Alerting.create(state_dir, kafka, detach=True)
+    alerting = Alerting.create(state_dir, kafka.bootstrap, detach=True)
     prometheus = Prometheus(
-        state_dir / "prometheus", peers=[consul, jaeger, kafka, *alerting], detach=True
+        state_dir / "prometheus", peers=[consul, jaeger, *kafka.nodes, *alerting], detach=True
     )
 
     started: list[Server] = []
     try:
-        servers = (consul, jaeger, logs, collector, kafka, postgres, *alerting, prometheus)
-        for server in servers:
+        for server in (consul, jaeger, logs, collector):
+            _start(server)
+            started.append(server)
+        _start_kafka(kafka, started)
+        for server in (postgres, *alerting, prometheus):
             _start(server)
             started.append(server)
         topics = [t for t in (args.topics or "").split(",") if t]
         if topics:
             progress.say(f"==> creating topics {', '.join(topics)}")
             kafka.create_topics(topics, partitions=args.partitions)
-            progress.say(f"    topics: {', '.join(kafka.list_topics())}")
+            progress.say(f"    topics: {', '.join(kafka.nodes[0].list_topics())}")
     except BaseException:  # also Ctrl-C: detached daemons would outlive us
         for running in reversed(started):
             running.stop()
@@ -241,7 +285,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     state: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions.pinned_versions(),
-        "servers": {s.name: s.state() for s in started},
+        "servers": {_state_name(s): s.state() for s in started},
         "env": {
             **client_env(kafka, consul, jaeger, prometheus, collector, logs),
             **alerting.env(),
@@ -285,6 +329,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         all_alive = all_alive and alive
         status = "alive" if alive else "dead"
         print(f"{name:<12} {status:<6} pid={server['pid']}  {server['addresses']}")
+    if "kafka" in state["servers"]:
+        in_sync, line = kafka_health(state)
+        all_alive = all_alive and in_sync
+        print(f"{'kafka ISR':<12} {'ok' if in_sync else 'NOT OK':<6} {line}")
     return 0 if all_alive else 1
 
 
@@ -326,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--state-dir", required=True, help="where state.json, data and logs go")
     up.add_argument("--topics", help="comma-separated Kafka topics to create")
     up.add_argument("--partitions", type=int, default=3, help="partitions per topic (3)")
+    up.add_argument(
+        "--kafka-brokers",
+        type=int,
+        default=1,
+        help="Kafka brokers (1); with 3, topics get 3 replicas and min.insync.replicas=2",
+    )
     up.set_defaults(func=cmd_up)
 
     for name, command in (("down", cmd_down), ("status", cmd_status)):

@@ -34,15 +34,16 @@ class Alerting:
     def create(
         cls,
         state_dir: Path,
-        kafka: Kafka,
+        kafka: Kafka | str,
         *,
         detach: bool = False,
         alertmanager_config: str | None = None,
     ) -> Alerting:
-        """Each in ``<state_dir>/<name>``; ``alertmanager_config`` replaces the shipped file."""
-        lag_exporter = LagExporter(
-            state_dir / "lag-exporter", bootstrap=kafka.bootstrap, detach=detach
-        )
+        """Each in ``<state_dir>/<name>``; ``alertmanager_config`` replaces the shipped file.
+
+        ``kafka``: the node, or a cluster's bootstrap (every broker's address)."""
+        bootstrap = kafka if isinstance(kafka, str) else kafka.bootstrap
+        lag_exporter = LagExporter(state_dir / "lag-exporter", bootstrap=bootstrap, detach=detach)
         alert_log = AlertLog(state_dir / "alert-log", detach=detach)
         manager = Alertmanager(
             state_dir / "alertmanager",

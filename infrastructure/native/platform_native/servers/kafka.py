@@ -1,5 +1,8 @@
 """Kafka: one KRaft node (broker and controller in one JVM) on loopback.
 
+One node is the laptop default; servers/kafka_cluster.py joins three of them
+into one quorum (``node_id``, ``voters``, ``cluster_id``, ``replication``).
+
 Kafka's jars come from Maven Central (the broker, its tools, a log4j2
 binding); no distribution archive is downloaded. Topics are managed with
 Kafka's own TopicCommand from the kafka-tools jar. Compose configures the
@@ -149,7 +152,7 @@ def cluster_id() -> str:
 
 
 class Kafka(Server):
-    """A single-node KRaft Kafka.
+    """A KRaft Kafka node: alone by default, or one of a cluster's (KafkaCluster).
 
     Its data stays in ``<workdir>/data`` across :meth:`restart`, :meth:`kill`
     and :meth:`stop`, and the ports never change, so clients can reconnect.
@@ -168,10 +171,17 @@ class Kafka(Server):
         secured: bool = False,
         users: Mapping[str, str] | None = None,
         detach: bool = False,
+        node_id: int = 1,
+        replication: int = 1,
     ) -> None:
         """``secured`` adds the SASL_SSL listener; ``users`` (name: password) are its
-        SCRAM users, one generated user ("platform") by default."""
+        SCRAM users, one generated user ("platform") by default. ``replication`` is
+        the cluster's size as the internal topics and ``min.insync.replicas`` see it."""
         super().__init__(workdir, detach=detach)
+        self.node_id = node_id
+        self.replication = replication
+        self.voters: str | None = None  # the quorum; None: this node alone
+        self.cluster_id = cluster_id()  # one for all the nodes of a cluster
         self.jars = jars or self.build()
         self.heap = heap
         self.secured = secured
@@ -212,6 +222,11 @@ class Kafka(Server):
         """The SASL mechanism of the secured listener."""
         return SCRAM_MECHANISM
 
+    @property
+    def state_name(self) -> str:
+        """Its key in ``platform_native up``'s state.json: kafka, kafka-2, kafka-3."""
+        return self.name if self.node_id == 1 else f"{self.name}-{self.node_id}"
+
     def ports(self) -> dict[str, int]:
         ports = {"broker": self.port, "controller": self.controller_port}
         return {**ports, "secure": self.secure_port} if self.secured else ports
@@ -222,15 +237,21 @@ class Kafka(Server):
         return {"bootstrap": self.bootstrap}
 
     def compose_addresses(self) -> dict[str, str]:
-        return {"kafka:9092": self.bootstrap}
+        return {f"{self.state_name}:9092": self.bootstrap}
 
     def properties(self) -> dict[str, str]:
-        """server.properties: the settings Compose gives the image as KAFKA_* variables."""
+        """server.properties: the settings Compose gives the image as KAFKA_* variables.
+
+        With three nodes, internal topics get three replicas and writes need two in
+        sync (``min.insync.replicas=2``): one broker may be lost without losing an
+        acknowledged write; with two lost, acks=all writes are refused.
+        """
+        replicas, min_isr = str(self.replication), str(min(2, self.replication))
         return {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            # A static one-voter quorum keeps working if ports change later.
-            "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            # A static quorum keeps working if ports change later.
+            "controller.quorum.voters": self.voters or f"1@{HOST}:{self.controller_port}",
             "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{HOST}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{self.bootstrap}",
             "controller.listener.names": "CONTROLLER",
@@ -239,14 +260,24 @@ class Kafka(Server):
             "log.dirs": str(self.data_dir),
             "num.partitions": "3",
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "min.insync.replicas": "1",
+            "default.replication.factor": replicas,
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "min.insync.replicas": min_isr,
             "group.initial.rebalance.delay.ms": "0",
+            **self.cluster_properties(),
         }
+
+    def cluster_properties(self) -> dict[str, str]:
+        """What only a node of a cluster sets (the Compose override sets the same)."""
+        if self.replication == 1:
+            return {}
+        # A follower that stops fetching leaves the ISR after 10 s (Kafka: 30 s), so
+        # acks=all writes stall for less while a broker hangs.
+        return {"replica.lag.time.max.ms": "10000"}
 
     def secured_properties(self) -> dict[str, str]:
         """The SASL_SSL listener (docker-compose.secure.yml sets the same for the image)."""
@@ -289,7 +320,7 @@ class Kafka(Server):
 
         In KRaft, SCRAM users can be part of the first metadata: ``--add-scram``.
         """
-        args = ["--cluster-id", cluster_id(), "--config", str(self.config_path)]
+        args = ["--cluster-id", self.cluster_id, "--config", str(self.config_path)]
         for name, password in self.users.items():
             args += ["--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]"]
         return args
@@ -363,12 +394,15 @@ class Kafka(Server):
     # -- topics, with Kafka's TopicCommand (kafka-topics.sh)
 
     def create_topics(
-        self, names: Sequence[str], partitions: int = 3, replication_factor: int = 1
+        self, names: Sequence[str], partitions: int = 3, replication_factor: int | None = None
     ) -> None:
         """Create topics (existing ones are left alone); auto-creation is off.
 
-        TopicCommand creates one topic per run, so the runs go in parallel.
+        Replicated as the cluster is (``replication``) unless told otherwise; the
+        brokers' ``min.insync.replicas`` applies. TopicCommand creates one topic
+        per run, so the runs go in parallel.
         """
+        replication_factor = replication_factor or self.replication
         topic_command = "org.apache.kafka.tools.TopicCommand"
         runs = [
             subprocess.Popen(
@@ -377,6 +411,7 @@ class Kafka(Server):
                     *("--bootstrap-server", self.bootstrap, "--create", "--if-not-exists"),
                     *("--topic", name, "--partitions", str(partitions)),
                     *("--replication-factor", str(replication_factor)),
+                    *(("--config", "min.insync.replicas=2") if replication_factor >= 3 else ()),
                 ),
                 cwd=self.workdir,
                 stdout=subprocess.PIPE,
