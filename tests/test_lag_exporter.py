@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from lag_exporter.metrics import families, lags
-from lag_exporter.offsets import Offsets
+from lag_exporter.offsets import Offsets, Replication
 from platform_native.processes import listening_sockets
 from platform_native.servers import LagExporter, running
 
@@ -78,6 +78,35 @@ def test_metric_names_and_labels_are_kafka_exporters() -> None:
     # Topics a group never committed on, and groups without commits, are left out.
     assert not [key for key in found if ("topic", "billing") in key[1] and "group" in key[0]]
     assert not [key for key in found if ("consumergroup", "idle") in key[1] and "lag" in key[0]]
+
+
+def test_each_partitions_leader_replicas_and_isr_are_served_as_kafka_exporter_does() -> None:
+    three = {
+        ("orders", 0): Replication(leader=2, replicas=3, in_sync=3),
+        ("orders", 1): Replication(leader=1, replicas=3, in_sync=2),  # a follower is gone
+        ("__consumer_offsets", 7): Replication(leader=-1, replicas=3, in_sync=0),  # offline
+    }
+    found = samples(Offsets(brokers=2, replication=three))
+
+    def each(name: str) -> dict[tuple[str, str], float]:
+        return {
+            (dict(labels)["topic"], dict(labels)["partition"]): value
+            for (sample, labels), value in found.items()
+            if sample == name
+        }
+
+    assert each("kafka_topic_partition_leader") == {
+        ("orders", "0"): 2,
+        ("orders", "1"): 1,
+        ("__consumer_offsets", "7"): -1,
+    }
+    assert set(each("kafka_topic_partition_replicas").values()) == {3}
+    assert each("kafka_topic_partition_in_sync_replica")[("orders", "1")] == 2
+    assert each("kafka_topic_partition_under_replicated_partition") == {
+        ("orders", "0"): 0,
+        ("orders", "1"): 1,
+        ("__consumer_offsets", "7"): 1,
+    }
 
 
 def test_while_kafka_does_not_answer_only_the_broker_count_is_served() -> None:

@@ -11,7 +11,8 @@ exporter cannot be built: the Go module proxy refuses
 github.com/danielqsj/kafka_exporter (403, every version), and so is the
 collector's kafkametricsreceiver. This small exporter, on aiokafka's admin
 client, serves the same metric names and labels with the same meaning
-(``kafka_consumergroup_lag{consumergroup,topic,partition}`` and friends), so
+(``kafka_consumergroup_lag{consumergroup,topic,partition}`` and friends, and
+each partition's leader, replicas and in-sync replicas), so
 the alert rules and dashboards work unchanged in both modes::
 
     python -m lag_exporter --kafka 127.0.0.1:9092 --listen 127.0.0.1:9308

@@ -44,7 +44,38 @@ def families(offsets: Offsets) -> list[GaugeMetricFamily]:
     )
     for (topic, partition), end in sorted(offsets.end.items()):
         current.add_metric([topic, str(partition)], end)
-    return [brokers, current, *group_families(offsets)]
+    return [brokers, current, *replication_families(offsets), *group_families(offsets)]
+
+
+def replication_families(offsets: Offsets) -> Iterator[GaugeMetricFamily]:
+    """Each partition's leader, replicas and in-sync replicas, as kafka-exporter has them:
+    the under-replicated, offline-partition and broker-down alerts read these."""
+    labels = ["topic", "partition"]
+    leader = GaugeMetricFamily(
+        "kafka_topic_partition_leader", "Leader Broker ID of this Topic/Partition", labels=labels
+    )
+    replicas = GaugeMetricFamily(
+        "kafka_topic_partition_replicas",
+        "Number of Replicas for this Topic/Partition",
+        labels=labels,
+    )
+    in_sync = GaugeMetricFamily(
+        "kafka_topic_partition_in_sync_replica",
+        "Number of In-Sync Replicas for this Topic/Partition",
+        labels=labels,
+    )
+    under = GaugeMetricFamily(
+        "kafka_topic_partition_under_replicated_partition",
+        "1 if Topic/Partition is under Replicated",
+        labels=labels,
+    )
+    for (topic, partition), state in sorted(offsets.replication.items()):
+        key = [topic, str(partition)]
+        leader.add_metric(key, state.leader)
+        replicas.add_metric(key, state.replicas)
+        in_sync.add_metric(key, state.in_sync)
+        under.add_metric(key, 1 if state.in_sync < state.replicas else 0)
+    yield from (leader, replicas, in_sync, under)
 
 
 def group_families(offsets: Offsets) -> Iterator[GaugeMetricFamily]:

@@ -19,12 +19,23 @@ Partition = tuple[str, int]  # (topic, partition)
 
 
 @dataclass(frozen=True)
+class Replication:
+    """A partition's leader (-1: offline), and how many replicas it has and has in sync."""
+
+    leader: int
+    replicas: int
+    in_sync: int
+
+
+@dataclass(frozen=True)
 class Offsets:
     """What one read found. ``brokers == 0`` means Kafka did not answer."""
 
     brokers: int = 0
     end: dict[Partition, int] = field(default_factory=dict)  # high-water marks
     committed: dict[str, dict[Partition, int]] = field(default_factory=dict)  # per group
+    # Every partition's, internal topics' too: a broker down shows here first.
+    replication: dict[Partition, Replication] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,7 +68,8 @@ async def read(clients: Clients) -> Offsets:
     """Read every non-internal partition's high-water mark and every group's commits."""
     admin = clients.admin
     cluster = await admin.describe_cluster()
-    topics = [t for t in await admin.describe_topics() if not t["is_internal"]]
+    described = await admin.describe_topics()
+    topics = [t for t in described if not t["is_internal"]]
     partitions = [
         TopicPartition(topic["topic"], p["partition"])
         for topic in topics
@@ -75,5 +87,12 @@ async def read(clients: Clients) -> Offsets:
         committed={
             group: {(tp.topic, tp.partition): meta.offset for tp, meta in found.items()}
             for group, found in zip(groups, commits, strict=True)
+        },
+        replication={
+            (topic["topic"], p["partition"]): Replication(
+                p["leader"], len(p["replicas"]), len(p["isr"])
+            )
+            for topic in described
+            for p in topic["partitions"]
         },
     )
