@@ -8,7 +8,9 @@ and beta. What a service may read is checked with its own AppRole, not the root 
 from __future__ import annotations
 
 import json
+import os
 import stat
+import venv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +25,11 @@ from platform_native.databases import SUPERUSER
 from platform_native.servers import OpenBao, Postgres, running
 
 from .postgres_clients import psql
+from .rendering import REPO, run
 
 pytestmark = pytest.mark.infra
 
+CHASSIS = REPO / "chassis"
 SERVICES = ("alpha", "beta")
 SECRETS = {
     name: {"kafka_sasl_password": f"{name}-sasl-value", "consul_http_token": f"{name}-token"}
@@ -176,3 +180,54 @@ def test_database_credentials_reach_only_the_services_database_and_leave_no_obje
         SUPERUSER, f"SELECT count(*) FROM pg_roles WHERE rolname = '{user}';"
     )
     assert (revoked.returncode, roles.strip()) == (2, "0"), revoked.stderr
+
+
+@pytest.fixture(scope="module")
+def chassis_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chassis with its dev extra (hvac among it) in a fresh virtualenv."""
+    env_dir = tmp_path_factory.mktemp("chassis") / ".venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    run([*pip, "-e", f"{CHASSIS}[dev]"], CHASSIS)
+    return python
+
+
+def chassis_env(secrets: Secrets, rotation_seconds: float) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OPENBAO_TEST_ADDR": secrets.bao.url,
+        "OPENBAO_TEST_ROOT_TOKEN_FILE": str(secrets.bao.root_token_file),
+        "OPENBAO_TEST_UNSEAL_KEY_FILE": str(secrets.bao.secrets_dir / "unseal.key"),
+        "OPENBAO_TEST_CREDENTIALS": str(secrets.credentials_dir),
+        "OPENBAO_TEST_DATABASE_URL": f"postgresql://{secrets.postgres.address}/alpha",
+        "OPENBAO_TEST_ROTATION_SECONDS": str(rotation_seconds),
+    }
+
+
+def database_reads(secrets: Secrets, service: str) -> int:
+    """Credentials issued to ``service``, counted from the audit log."""
+    return sum(
+        1
+        for entry in secrets.audit()
+        if entry["type"] == "response"
+        and entry["request"]["path"] == f"database/creds/{service}"
+        and "error" not in entry
+    )
+
+
+def test_the_chassis_reads_secrets_from_openbao_says_each_bad_input_in_one_line_and_rotates(
+    secrets: Secrets, chassis_python: Path
+) -> None:
+    """chassis/tests/test_secrets_openbao.py against this server: KV through the AppRole,
+    unreachable, sealed, wrong secret id, missing path, a lease that cannot be renewed,
+    and 30 s database credentials rotating under writes (75 s: at least two rotations);
+    every credential issued is in the audit log."""
+    before = database_reads(secrets, "alpha")
+    args = [str(chassis_python), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    args += ["-m", "openbao", "tests/test_secrets_openbao.py"]
+    output = run(args, CHASSIS, env=chassis_env(secrets, 75))
+    assert " passed" in output and "failed" not in output, output
+    assert database_reads(secrets, "alpha") - before >= 6  # 3 in the rotation run, 3 before
+    log = secrets.bao.audit_log.read_text()
+    assert "alpha-sasl-value" not in log and "alpha-token" not in log

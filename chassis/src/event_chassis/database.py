@@ -6,6 +6,10 @@ every `DATABASE_CHECK_INTERVAL_SECONDS`. `upgrade()` brings the schema to the ne
 revision with Alembic: the chassis' own tables (the outbox and the inbox, in `migrations/`)
 and the team's, whose versions folder the service names.
 
+Every new connection logs in with the DSN current then (`settings.database_dsn()`): the
+file's, read again, or OpenBao's short-lived credentials (`VAULT_DATABASE_ROLE`, see
+`event_chassis.secrets`), which rotate without failing a request.
+
 Needs the `postgres` extra: `pip install 'event-chassis[postgres]'`.
 """
 
@@ -27,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from .health import Readiness
 from .outbox import Outbox
+from .secrets import database_credentials
 from .settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -68,21 +73,38 @@ class Database:
         url = settings.database_dsn()
         if not url:
             raise ValueError("DATABASE_URL (or DATABASE_URL_FILE) is not set")
-        self.url = async_url(url)
+        self.settings = settings
         self.readiness = readiness
         self.interval = settings.database_check_interval_seconds
+        # With VAULT_DATABASE_ROLE the DSN names host and database; OpenBao the user.
+        self.credentials = database_credentials(url, readiness)
+        if self.credentials is not None:
+            settings.use_database_credentials(self.credentials.dsn)
         self.engine = create_async_engine(
-            self.url,
+            "postgresql+asyncpg://",
+            async_creator=self._connect,
             pool_size=settings.database_pool_size,
             pool_pre_ping=True,
             pool_timeout=CONNECT_SECONDS,
-            connect_args={"timeout": CONNECT_SECONDS, "command_timeout": COMMAND_SECONDS},
         )
+        if self.credentials is not None:
+            self.credentials.bind(self.engine.sync_engine.pool)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.outbox = Outbox(settings.outbox_buckets)  # events written with the state
         self._watch: asyncio.Task[None] | None = None
         self.reachable = asyncio.Event()  # set once PostgreSQL has answered
         readiness.fail(DATABASE, "PostgreSQL not checked yet")
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy's URL of the current DSN (with the current credentials)."""
+        return async_url(self.settings.database_dsn())
+
+    async def _connect(self) -> asyncpg.Connection:
+        """A new connection, logged in with the current DSN."""
+        return await asyncpg.connect(
+            self.settings.database_dsn(), timeout=CONNECT_SECONDS, command_timeout=COMMAND_SECONDS
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -106,6 +128,8 @@ class Database:
         return True
 
     def start(self) -> None:
+        if self.credentials is not None:
+            self.credentials.start()
         self._watch = asyncio.create_task(self._watching(), name="database-monitor")
 
     async def _watching(self) -> None:
@@ -118,6 +142,8 @@ class Database:
             self._watch.cancel()
             with suppress(asyncio.CancelledError):
                 await self._watch
+        if self.credentials is not None:
+            await self.credentials.stop()
         await self.engine.dispose()
 
     async def upgrade(self, versions: Sequence[Path] = ()) -> None:

@@ -9,6 +9,7 @@ shut-down, so only the batches already in flight are still handled.
 """
 
 import asyncio
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -17,7 +18,7 @@ from types import FrameType
 import uvicorn
 from opentelemetry import trace
 
-from . import logs
+from . import logs, secrets
 from .service import Service
 
 
@@ -36,12 +37,17 @@ class Server(uvicorn.Server):
 
 def run(create_service: Callable[[], Service], argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    service = create_service()
+    try:
+        service = create_service()
+    except secrets.SecretsError as error:  # one line, e.g. OpenBao unreachable or sealed
+        sys.exit(f"cannot start: {error}")
     if arguments[:1] == ["asyncapi"]:
         print(service.asyncapi().to_specification().to_json())
         return
     settings = service.settings
     provider = logs.configure(settings)
+    for warning in secrets.environment_warnings(settings.secret_sources):
+        logging.getLogger("event_chassis.secrets").warning("%s", warning)
     # The service's provider is the global one, for spans created by the team's code.
     trace.set_tracer_provider(service.tracer_provider)
     config = uvicorn.Config(

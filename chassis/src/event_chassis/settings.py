@@ -6,15 +6,25 @@ environment variable of the same name in upper case. Kafka, Consul and
 OpenTelemetry use the names their own tools use (`KAFKA_BOOTSTRAP_SERVERS`,
 `CONSUL_HTTP_ADDR`, `OTEL_EXPORTER_OTLP_ENDPOINT`, ...), so one `.env` serves
 the service, the CLI tools and the SDKs alike.
+
+Secrets (the `SecretStr` fields) are read from files first, then from a Vault-API server
+(OpenBao or Vault), then from the environment: see `event_chassis.secrets`.
 """
 
 import socket
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from . import secrets
 
 Exporter = Literal["otlp", "console", "none"]
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -28,6 +38,33 @@ class ServiceSettings(BaseSettings):
     """What the chassis needs; defaults suit a laptop running the platform."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # Where each secret came from ({field: "file ..." | "openbao ..." | "environment"}),
+    # and, with short-lived database credentials, what gives the current DSN.
+    _secret_sources: dict[str, str] = PrivateAttr(default_factory=dict)
+    _database_credentials: Callable[[], str] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Files, then OpenBao, then the environment (noted, to warn about it at start)."""
+        secrets.start_recording()
+        return (
+            init_settings,
+            secrets.FileSecrets(settings_cls),
+            secrets.VaultSecrets(settings_cls),
+            secrets.PlainSecretsWarning(settings_cls, env_settings),
+            secrets.PlainSecretsWarning(settings_cls, dotenv_settings),
+            file_secret_settings,
+        )
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._secret_sources = secrets.recorded()
 
     # Identity: a service sets these defaults in its own subclass.
     otel_service_name: str = "event-service"
@@ -190,8 +227,20 @@ class ServiceSettings(BaseSettings):
             return socket.gethostbyname(socket.gethostname())
         return self.http_host
 
+    @property
+    def secret_sources(self) -> dict[str, str]:
+        """Where each secret that is set came from (never its value)."""
+        return dict(self._secret_sources)
+
+    def use_database_credentials(self, dsn: Callable[[], str]) -> None:
+        """Take the DSN from ``dsn`` from now on (OpenBao's short-lived credentials)."""
+        self._database_credentials = dsn
+
     def database_dsn(self) -> str:
-        """The database's DSN: from DATABASE_URL_FILE if set, else DATABASE_URL."""
+        """The database's DSN: the current short-lived credentials' if any, else
+        DATABASE_URL_FILE's (read again each time: a rotated file counts), else DATABASE_URL."""
+        if self._database_credentials is not None:
+            return self._database_credentials()
         if self.database_url_file:
             return Path(self.database_url_file).read_text().strip()
         return self.database_url.get_secret_value()

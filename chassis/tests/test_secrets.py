@@ -1,0 +1,86 @@
+"""Secrets: files before OpenBao before the environment, and a warning for the environment."""
+
+from pathlib import Path
+
+import pytest
+
+from event_chassis import secrets
+from event_chassis.security import kafka_security
+
+from .example import Settings
+
+
+@pytest.fixture(autouse=True)
+def no_vault(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VAULT_ADDR", "SECRETS_DIR", "KAFKA_SASL_PASSWORD_FILE", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def secret_file(folder: Path, name: str, value: str) -> Path:
+    path = folder / name
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def test_a_file_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "from-the-environment")
+    path = secret_file(tmp_path, "password", "from-a-file")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD_FILE", str(path))
+
+    settings = Settings(_env_file=None)
+
+    assert settings.kafka_sasl_password.get_secret_value() == "from-a-file"
+    assert settings.secret_sources["kafka_sasl_password"] == f"file {path}"
+    warnings = secrets.environment_warnings(settings.secret_sources)
+    assert not [line for line in warnings if "KAFKA_SASL_PASSWORD" in line]
+
+
+def test_the_secrets_dir_holds_files_named_like_the_fields(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret_file(tmp_path, "consul_http_token", "a-token")
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path))
+
+    settings = Settings(_env_file=None)
+
+    assert settings.consul_http_token.get_secret_value() == "a-token"
+    assert settings.kafka_sasl_password.get_secret_value() == ""  # no file: the default
+
+
+def test_a_secret_from_the_environment_is_warned_about_without_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "plain-value")
+
+    settings = Settings(_env_file=None)
+    [warning] = secrets.environment_warnings(settings.secret_sources)
+
+    assert warning.startswith("KAFKA_SASL_PASSWORD is read from the environment")
+    assert "plain-value" not in warning
+    assert getattr(kafka_security(settings), "password", None) == "plain-value"
+
+
+def test_a_missing_secret_file_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD_FILE", "/nonexistent/password")
+
+    with pytest.raises(secrets.SecretsError) as raised:
+        Settings(_env_file=None)
+
+    assert str(raised.value) == (
+        "cannot read KAFKA_SASL_PASSWORD from /nonexistent/password: No such file or directory"
+    )
+
+
+def test_an_unreachable_openbao_at_start_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAULT_ADDR", "http://127.0.0.1:9")
+    monkeypatch.setenv("VAULT_AUTH", "token")
+    monkeypatch.setenv("VAULT_TOKEN_FILE", "/dev/null")
+
+    with pytest.raises(secrets.SecretsError) as raised:
+        Settings(_env_file=None)
+
+    assert str(raised.value) == (
+        "OpenBao unreachable at http://127.0.0.1:9 (looking the token up): ConnectionError"
+    )

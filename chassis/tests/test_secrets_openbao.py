@@ -1,0 +1,251 @@
+"""Secrets from a real OpenBao: KV, each bad input's one line, rotating database credentials.
+
+Run by the platform's tests/test_openbao.py, which starts OpenBao and PostgreSQL, runs the
+platform's bootstrap for a service `alpha` (database credentials on a 30 s lease) and
+names them in OPENBAO_TEST_* variables.
+"""
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import hvac
+import pytest
+from sqlalchemy import text
+
+from event_chassis import secrets
+from event_chassis.database import Database
+from event_chassis.health import Readiness
+from event_chassis.testing import test_settings
+
+from .example import Settings
+
+pytestmark = pytest.mark.openbao
+
+ADDR = os.environ.get("OPENBAO_TEST_ADDR", "")
+ROOT = Path(os.environ.get("OPENBAO_TEST_ROOT_TOKEN_FILE", "/nonexistent"))
+UNSEAL = Path(os.environ.get("OPENBAO_TEST_UNSEAL_KEY_FILE", "/nonexistent"))
+CREDENTIALS = Path(os.environ.get("OPENBAO_TEST_CREDENTIALS", "/nonexistent"))
+DATABASE = os.environ.get("OPENBAO_TEST_DATABASE_URL", "")  # no user or password in it
+ROTATION_SECONDS = float(os.environ.get("OPENBAO_TEST_ROTATION_SECONDS", "75"))
+
+
+@pytest.fixture
+def alpha(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment alpha is deployed with: where OpenBao is, its AppRole files."""
+    for name in ("SECRETS_DIR", "KAFKA_SASL_PASSWORD", "CONSUL_HTTP_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "alpha")
+    monkeypatch.setenv("VAULT_ADDR", ADDR)
+    monkeypatch.setenv("VAULT_ROLE_ID_FILE", str(CREDENTIALS / "alpha" / "role_id"))
+    monkeypatch.setenv("VAULT_SECRET_ID_FILE", str(CREDENTIALS / "alpha" / "secret_id"))
+
+
+def root() -> hvac.Client:
+    return hvac.Client(url=ADDR, token=ROOT.read_text().strip())
+
+
+@pytest.fixture
+def sealed() -> Iterator[None]:
+    root().sys.seal()
+    try:
+        yield
+    finally:
+        unseal()
+
+
+def unseal() -> None:
+    root().sys.submit_unseal_key(UNSEAL.read_text().strip())
+    while root().sys.is_sealed():
+        time.sleep(0.2)
+
+
+def one_line(error: pytest.ExceptionInfo[secrets.SecretsError]) -> str:
+    line = str(error.value)
+    assert "\n" not in line
+    return line
+
+
+@pytest.mark.usefixtures("alpha")
+def test_a_service_reads_its_secrets_from_openbao_with_its_approle() -> None:
+    settings = Settings(_env_file=None)
+
+    assert settings.kafka_sasl_password.get_secret_value() == "alpha-sasl-value"
+    assert settings.consul_http_token.get_secret_value() == "alpha-token"
+    assert settings.secret_sources == {
+        "kafka_sasl_password": "openbao secret/services/alpha",
+        "consul_http_token": "openbao secret/services/alpha",
+    }
+
+
+@pytest.mark.usefixtures("alpha")
+def test_a_file_still_wins_over_openbao(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "kafka_sasl_password").write_text("from-a-file")
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path))
+
+    settings = Settings(_env_file=None)
+
+    assert settings.kafka_sasl_password.get_secret_value() == "from-a-file"
+    assert settings.consul_http_token.get_secret_value() == "alpha-token"
+
+
+@pytest.mark.usefixtures("alpha")
+def test_a_wrong_secret_id_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    wrong = tmp_path / "secret_id"
+    wrong.write_text("00000000-0000-0000-0000-000000000000")
+    monkeypatch.setenv("VAULT_SECRET_ID_FILE", str(wrong))
+
+    with pytest.raises(secrets.SecretsError) as raised:
+        Settings(_env_file=None)
+
+    assert one_line(raised) == (
+        f"OpenBao refused the approle login (VAULT_ROLE_ID_FILE={CREDENTIALS}/alpha/role_id, "
+        f"VAULT_SECRET_ID_FILE={wrong}) at {ADDR}: invalid role or secret ID"
+    )
+
+
+@pytest.mark.usefixtures("alpha")
+def test_a_missing_path_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAULT_AUTH", "token")
+    monkeypatch.setenv("VAULT_TOKEN_FILE", str(ROOT))  # may read anything: the path is missing
+    monkeypatch.setenv("VAULT_SECRET_PATH", "services/nobody")
+
+    with pytest.raises(secrets.SecretsError) as raised:
+        Settings(_env_file=None)
+
+    assert one_line(raised) == f"OpenBao has no secret at secret/services/nobody ({ADDR})"
+
+
+@pytest.mark.usefixtures("alpha")
+def test_another_services_path_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAULT_SECRET_PATH", "services/beta")
+
+    with pytest.raises(secrets.SecretsError) as raised:
+        Settings(_env_file=None)
+
+    assert one_line(raised) == (
+        f"OpenBao refused reading secret/services/beta at {ADDR}: permission denied"
+    )
+
+
+@pytest.mark.usefixtures("alpha", "sealed")
+def test_a_sealed_server_at_start_is_one_line() -> None:
+    with pytest.raises(secrets.SecretsError) as raised:
+        Settings(_env_file=None)
+
+    assert one_line(raised) == f"OpenBao at {ADDR} is sealed (the approle login): unseal it first"
+
+
+async def until(check: Callable[[], bool], seconds: float = 20.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not check():  # noqa: ASYNC110  (polls state another task sets)
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.usefixtures("alpha")
+async def test_an_unreachable_openbao_leaves_the_database_waiting_and_not_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VAULT_DATABASE_ROLE", "alpha")
+    monkeypatch.setenv("VAULT_KV", "false")  # the settings need nothing from it
+    monkeypatch.setenv("VAULT_ADDR", "http://127.0.0.1:9")
+    readiness = Readiness()
+    database = Database(test_settings(Settings, database_url=DATABASE), readiness)
+    database.start()
+    try:
+        await until(lambda: "unreachable" in readiness.problems.get(secrets.SECRETS, ""))
+        reason = readiness.problems[secrets.SECRETS]
+    finally:
+        await database.close()
+    assert reason == (
+        "database credentials: OpenBao unreachable at http://127.0.0.1:9 "
+        "(the approle login): ConnectionError"
+    )
+
+
+@pytest.mark.usefixtures("alpha")
+async def test_a_sealed_server_while_running_fails_readiness_before_the_credentials_lapse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VAULT_DATABASE_ROLE", "alpha")
+    readiness = Readiness()
+    config = secrets.SecretsConfig()
+    credentials = secrets.DatabaseCredentials(config, DATABASE, readiness)
+    await credentials.step()
+    assert credentials.lease is not None
+    credentials.lease.issued -= 25  # due for renewal
+    root().sys.seal()
+    try:
+        with pytest.raises(secrets.SecretsError) as raised:
+            await credentials.step()
+        credentials._fail(str(raised.value))
+    finally:
+        unseal()
+    reason = readiness.problems[secrets.SECRETS]
+    assert reason.startswith(f"database credentials: OpenBao at {ADDR} is sealed (renewing lease")
+    assert re.search(r"\(the current credentials lapse in [3-5]s\)$", reason), reason
+
+
+@pytest.mark.usefixtures("alpha")
+async def test_a_lease_that_cannot_be_renewed_is_replaced(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("VAULT_DATABASE_ROLE", "alpha")
+    readiness = Readiness()
+    credentials = secrets.DatabaseCredentials(secrets.SecretsConfig(), DATABASE, readiness)
+    await credentials.step()
+    assert credentials.lease is not None
+    first = credentials.lease.username
+    root().sys.revoke_lease(credentials.lease.lease_id)
+    credentials.lease.issued -= 25
+    await credentials.step()
+
+    assert credentials.rotations == 1
+    assert credentials.lease.username != first
+    assert secrets.SECRETS not in readiness.problems
+    assert any("not renewed" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.usefixtures("alpha")
+async def test_rotating_credentials_under_load_fail_no_request_and_lose_no_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Writes at a steady pace while the 30 s credentials rotate at least twice."""
+    monkeypatch.setenv("VAULT_DATABASE_ROLE", "alpha")
+    readiness = Readiness()
+    database = Database(test_settings(Settings, database_url=DATABASE), readiness)
+    database.start()
+    failed: list[str] = []
+    written = 0
+    try:
+        await asyncio.wait_for(database.reachable.wait(), 30)
+        async with database.transaction() as session:
+            await session.execute(text("CREATE TABLE IF NOT EXISTS rotation (n int)"))
+            await session.execute(text("TRUNCATE rotation"))
+        deadline = time.monotonic() + ROTATION_SECONDS
+
+        async def write(n: int) -> None:
+            nonlocal written
+            try:
+                async with database.transaction() as session:
+                    await session.execute(text("INSERT INTO rotation VALUES (:n)"), {"n": n})
+                written += 1
+            except Exception as error:
+                failed.append(f"{type(error).__name__}: {error}"[:200])
+
+        n = 0
+        while time.monotonic() < deadline:
+            await asyncio.gather(*(write(n + i) for i in range(10)))
+            n += 10
+            await asyncio.sleep(0.05)
+        async with database.transaction() as session:
+            stored = (await session.execute(text("SELECT count(*) FROM rotation"))).scalar()
+        rotations = database.credentials.rotations if database.credentials else 0
+    finally:
+        await database.close()
+    assert failed == []
+    assert stored == written == n
+    assert rotations >= int(ROTATION_SECONDS // 30)
