@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from faststream.kafka import KafkaBroker
 
 from event_chassis import broker
 from event_chassis.testing import test_settings
@@ -44,3 +45,20 @@ async def test_failed_connects_leave_no_kafka_client_open(refusing_address: str)
 
     assert [str(w.message) for w in caught if "Unclosed" in str(w.message)] == []
     assert [ctx["message"] for ctx in reported] == []
+
+
+def test_a_clusters_address_list_reaches_faststream_as_one_address_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`KAFKA_BOOTSTRAP_SERVERS=a:1,b:2` (three native brokers): FastStream took the whole
+    string for one host. The real three-broker runs are tests/test_kafka_cluster.py."""
+    seen: list[Any] = []
+
+    def spy(servers: Any, **options: Any) -> Any:
+        seen.append(servers)
+        return KafkaBroker(servers, **options)
+
+    monkeypatch.setattr(broker, "KafkaBroker", spy)
+    servers = "127.0.0.1:9092,127.0.0.1:9093"
+    broker.create_broker(test_settings(Settings, kafka_bootstrap_servers=servers))
+    assert seen == [["127.0.0.1:9092", "127.0.0.1:9093"]]

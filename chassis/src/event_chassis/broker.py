@@ -22,7 +22,9 @@ logger = logging.getLogger(__name__)
 
 def create_broker(settings: ServiceSettings) -> KafkaBroker:
     kafka = KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        # `host:port,host:port` as Kafka's clients take it: FastStream reads one string as
+        # one address, so a cluster's list (three brokers) is split here.
+        settings.kafka_bootstrap_servers.split(","),
         client_id=settings.service_id,
         security=kafka_security(settings),
         # What `subscriber.stop()` waits for the batch in flight before leaving the group.
