@@ -38,7 +38,7 @@ log() { printf '==> [%s] %s\n' "$(elapsed "$SECONDS")" "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,17s/^# \{0,1\}//p' "$0"
+  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"  # the comment at the top
 }
 
 elapsed() {

@@ -9,17 +9,25 @@ a clean commit counts as `file://` URL), or, for a folder with uncommitted chang
 folder's `chassis/` as it is. `cruft update` renders the old and the new commit with this
 hook and merges the difference, so the reference moves to the new commit.
 
+The service's contract (`contracts/asyncapi.yaml`, its AsyncAPI document) is generated
+here by the template's chassis (`python -m event_chassis.contract write`), with this
+Python if it has the chassis' dependencies, else with a virtualenv of them cached in
+`~/.cache/event-platform/contract-python-<hash of chassis/pyproject.toml>` (made once).
+
 The answers and the template's commit go to `.cruft.json`, so `cruft update` can bring
 later template changes into the service. `cruft create` writes that file itself; for a
 plain `cookiecutter` run this hook writes the same, when the template is a git checkout.
 """
 
+import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import venv
 from pathlib import Path
 
 from cookiecutter.config import get_user_config
@@ -166,6 +174,54 @@ def record_answers() -> bool:
     return True
 
 
+def contract_python(chassis: Path) -> Path:
+    """A Python that has the chassis' dependencies: this one, or a cached virtualenv."""
+    env = {**os.environ, "PYTHONPATH": str(chassis / "src")}
+    probe = [sys.executable, "-c", "import event_chassis.contract"]
+    if subprocess.run(probe, env=env, capture_output=True, check=False).returncode == 0:
+        return Path(sys.executable)
+    digest = hashlib.sha256((chassis / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "event-platform"
+    env_dir = cache / f"contract-python-{digest}"
+    python = env_dir / "bin" / "python"
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / f".contract-python-{digest}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another render may be making it
+        if not (env_dir / ".complete").exists():
+            print(f"Installing the chassis' dependencies into {env_dir} (once) ...")
+            shutil.rmtree(env_dir, ignore_errors=True)
+            venv.create(env_dir, with_pip=True)
+            pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+            subprocess.run([*pip, f"{chassis}[postgres]"], check=True, capture_output=True)
+            (env_dir / ".complete").touch()
+    return python
+
+
+def write_contract() -> None:
+    """contracts/asyncapi.yaml from the rendered service, by the template's chassis."""
+    folder = template_source()[2]
+    chassis = folder / "chassis" if folder else None
+    command = "python -m event_chassis.contract write"
+    if chassis is None or not (chassis / "pyproject.toml").is_file():
+        print(f"WARNING: no chassis next to the template: run `{command}` once installed")
+        return
+    try:
+        python = contract_python(chassis)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(chassis / "src"), "src"])}
+        result = subprocess.run(
+            [str(python), "-m", "event_chassis.contract", "write"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        print(f"WARNING: contracts/asyncapi.yaml not written ({error}): run `{command}`")
+        return
+    if result.returncode != 0:
+        print(f"WARNING: `{command}` failed:\n{result.stderr[-2000:]}")
+
+
 def main() -> None:
     if not HTTP_API:
         for path in NOT_FOR_WORKERS:
@@ -175,6 +231,7 @@ def main() -> None:
             remove(path)
     chassis = write_chassis_requirements()
     recorded = record_answers()
+    write_contract()
     print(
         f"""
 Created {SERVICE}. Next steps:

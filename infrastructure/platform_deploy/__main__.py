@@ -14,6 +14,7 @@ python -m platform_deploy status    --consul 127.0.0.1:8500
 python -m platform_deploy alerts    --alertmanager http://127.0.0.1:9093
 python -m platform_deploy addresses --state-dir .platform [--docker]
 python -m platform_deploy new       billing-api http_port=8021
+python -m platform_deploy contracts [--graph [--out-dir docs]]
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ from platform_deploy import (
     addresses,
     alerts,
     compose,
+    contracts,
     databases,
     health,
     kong,
     native_services,
     new,
     topics,
+    topology,
     wheelhouse,
 )
-from platform_deploy.discovery import REPO
+from platform_deploy.discovery import REPO, discover
 from platform_native import progress
 from platform_native.tools import ToolError
 
@@ -150,6 +153,26 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contracts(args: argparse.Namespace) -> int:
+    """Check the services' event contracts against each other and their history."""
+    report, found = contracts.check(args.services_dir)
+    for line in report.warnings:
+        print(f"warning: {line}")
+    for line in report.failures:
+        print(f"FAIL {line}", file=sys.stderr)
+    if args.graph:
+        partitions = {t: i.partitions for i in discover(args.services_dir) for t in i.topics}
+        try:
+            paths = topology.write(found, partitions, args.out_dir)
+        except RuntimeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"contracts: wrote {' and '.join(str(path) for path in paths)}")
+    verdict = f"{len(report.failures)} problems" if report.failures else "every reader can read"
+    print(f"contracts: {len(found)} services, {report.pairs} producer-consumer pairs: {verdict}")
+    return 1 if report.failures else 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The subcommands and their options."""
     root = argparse.ArgumentParser(prog="python -m platform_deploy")
@@ -205,6 +228,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("name")
     sub.add_argument("answers", nargs="*", help="key=value answers to the template")
     sub.set_defaults(func=cmd_new)
+
+    sub = commands.add_parser("contracts", help=cmd_contracts.__doc__)
+    sub.add_argument("--graph", action="store_true", help="also draw topology.svg and .md")
+    sub.add_argument("--out-dir", type=Path, default=REPO / "docs")
+    sub.set_defaults(func=cmd_contracts)
 
     sub = commands.add_parser("addresses", help=cmd_addresses.__doc__)
     sub.add_argument("--state-dir", type=Path, required=True)

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Response
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.specification import AsyncAPI
@@ -349,6 +349,22 @@ class Service:
         self.results.declare(topic, documented)
         return topic
 
+    def _asyncapi_router(self) -> APIRouter:
+        """/asyncapi.json and /asyncapi.yaml: the contract, next to /docs and /openapi.json."""
+        from .contract import document, to_yaml
+
+        router = APIRouter(include_in_schema=False)
+
+        @router.get("/asyncapi.json")
+        async def asyncapi_json() -> dict[str, Any]:
+            return document(self)
+
+        @router.get("/asyncapi.yaml")
+        async def asyncapi_yaml() -> Response:
+            return Response(to_yaml(document(self)), media_type="application/yaml")
+
+        return router
+
     def _create_app(self) -> FastAPI:
         settings = self.settings
         app = FastAPI(
@@ -360,6 +376,7 @@ class Service:
         )
         errors.install(app)
         app.include_router(health.create_router(self.readiness))
+        app.include_router(self._asyncapi_router())
         app.include_router(metrics.create_router(self.metrics.registry))
         app.add_middleware(metrics.HttpMetricsMiddleware, registry=self.metrics.registry)
         # One server span per request: the instrumentation's default adds two more
