@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import subprocess
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -22,8 +23,11 @@ import httpx
 import pytest
 import yaml
 
+from platform_deploy import databases
 from platform_deploy.__main__ import main as deploy_step
+from platform_native.databases import Databases
 from platform_native.processes import free_ports
+from platform_native.servers import Postgres, running
 from tests.harness.docker.compose import build_plugins
 
 from .conftest import REPO, Platform
@@ -196,15 +200,37 @@ def native_override(services: list[str], env: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    server = Postgres(tmp_path_factory.mktemp("postgres"))
+    with running(server):
+        yield server
+
+
+def database_for(postgres: Postgres, name: str, state_dir: Path) -> None:
+    """`name`'s database and DSN file where the Compose file mounts it from, written as
+    ./deploy-all.sh writes it (0600, owned by the image's user), with the host's address."""
+    server = postgres.databases()
+    secrets_dir = databases.compose_secrets(state_dir)
+    Databases(server.run, secrets_dir, server.address, databases.SERVICE_UID).ensure(name)
+
+
 @pytest.mark.docker
 @pytest.mark.infra
 def test_the_services_go_up_against_the_native_platform_and_down_leaves_nothing(
-    docker: Docker, platform: Platform, generated: dict[str, Path], tmp_path: Path
+    docker: Docker,
+    platform: Platform,
+    postgres: Postgres,
+    generated: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     services_file = generated["services"]
-    names = list(yaml.safe_load(services_file.read_text())["services"])
+    services = yaml.safe_load(services_file.read_text())["services"]
+    names = list(services)
     env = {}
     for name in names:
+        if "secrets" in services[name]:  # its DSN, as a Compose secret
+            database_for(postgres, name, services_file.parent)
         prefix = f"compose-{name}-{secrets.token_hex(3)}"
         topics = [f"{prefix}.requested", f"{prefix}.created", f"{prefix}.dead-letter"]
         platform.kafka.create_topics(topics, partitions=3)

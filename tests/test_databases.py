@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -160,9 +161,8 @@ def _service_with(tmp_path: Path, extra: str) -> Path:
     service = tmp_path / "value-architect"
     shutil.copytree(REPO / "services" / "value-architect", service, ignore=_no_venv)
     pyproject = service / "pyproject.toml"
-    text = pyproject.read_text().replace(
-        "[tool.event-platform]\n", f"[tool.event-platform]\n{extra}"
-    )
+    text = re.sub(r"(?m)^database = .*\n", "", pyproject.read_text())  # the answer it has
+    text = text.replace("[tool.event-platform]\n", f"[tool.event-platform]\n{extra}")
     pyproject.write_text(text)
     return service
 
@@ -172,11 +172,11 @@ def _no_venv(_folder: str, names: list[str]) -> list[str]:
 
 
 def test_a_service_declares_its_database(tmp_path: Path) -> None:
-    assert ServiceInfo.read(REPO / "services" / "value-architect").database is None
-    service = _service_with(tmp_path, 'database = "postgres"\n')
+    assert ServiceInfo.read(REPO / "services" / "value-architect").database == "postgres"
+    service = _service_with(tmp_path, "")
 
-    assert ServiceInfo.read(service).database == "postgres"
-    assert [info.name for info in deploy_databases.declared(tmp_path)] == ["value-architect"]
+    assert ServiceInfo.read(service).database is None
+    assert deploy_databases.declared(tmp_path) == []
 
 
 def test_only_postgres_is_a_database_kind(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ directory, and checks the result in the real Consul, Jaeger and Prometheus it
 started (the request's trace in Jaeger, its logs in VictoriaLogs through the
 collector). The services are a copy of services/ in which the team has edited
 value-architect's handler, as teams do: the platform runs their code as it is.
-That copy also declares `database = "postgres"`: the service gets its own database
-through DATABASE_URL_FILE, and `status` shows it.
+value-architect keeps state (`database = "postgres"`): it gets its own database through
+DATABASE_URL_FILE, and `status` shows it with its outbox backlog.
 The last test brings everything down and checks no process is left.
 """
 
@@ -83,9 +83,6 @@ def services_edited_by_their_team(services: Path) -> None:
     assert original in handlers.read_text()
     edited = f'        industry=f"{{event.industry}} {TEAM_EDIT}",\n'
     handlers.write_text(handlers.read_text().replace(original, edited))
-    pyproject = services / "value-architect" / "pyproject.toml"
-    declared = '[tool.event-platform]\ndatabase = "postgres"\n'
-    pyproject.write_text(pyproject.read_text().replace("[tool.event-platform]\n", declared))
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +127,7 @@ def request_trace_id(env: dict[str, str]) -> str:
         json={"company_name": "Deploy Check", "industry": "Platform"},
         timeout=10,
     )
-    assert response.status_code == 202, response.text
+    assert response.status_code == 201, response.text  # saved, its event in the outbox
     trace_id: str = response.json()["trace_id"]
     return trace_id
 
@@ -265,7 +262,7 @@ def test_status_reports_passing(state_dir: Path, env: dict[str, str]) -> None:
     assert "value-architect" in status.stdout
     assert "passing" in status.stdout
     assert re.search(r"^PostgreSQL 15\.\S* .*at 127\.0\.0\.1:\d+$", status.stdout, re.M)
-    database = r"^  value-architect +database value_architect \(.+, no event_outbox table\)$"
+    database = r"^  value-architect +database value_architect \(.+, outbox backlog \d+\)$"
     assert re.search(database, status.stdout, re.M), status.stdout
     assert f"(Alertmanager: {env['ALERTMANAGER_URL']})" in status.stdout  # the firing alerts
 

@@ -84,6 +84,13 @@ def test_services_compose_joins_the_platform_and_validates(tmp_path: Path) -> No
     assert service["networks"] == ["platform"]
     assert all(d["condition"] == "service_healthy" for d in service["depends_on"].values())
     assert set(service["depends_on"]) <= set(infrastructure["services"])
+    # Its database: the DSN as a Compose secret (a file), never in the environment.
+    assert "postgres" in service["depends_on"]
+    assert service["environment"]["DATABASE_URL_FILE"] == "/run/secrets/database-url"
+    assert not any("postgresql://" in str(v) for v in service["environment"].values())
+    [secret] = service["secrets"]
+    source = yaml.safe_load(out.read_text())["secrets"][secret["source"]]["file"]
+    assert source == str(tmp_path / "postgres" / "value_architect.url")
 
 
 def test_topics_cover_every_declared_topic() -> None:

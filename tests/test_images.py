@@ -16,13 +16,17 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from platform_deploy.databases import SERVICE_UID
+from platform_native.databases import Databases
 from platform_native.processes import free_ports
+from platform_native.servers import Postgres, running
 from platform_native.services import ServiceInfo, passing_instances
 
 from .conftest import REPO, Platform
@@ -67,8 +71,32 @@ def image(
 
 
 @pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """A PostgreSQL server for the images of services with a database."""
+    server = Postgres(tmp_path_factory.mktemp("postgres"))
+    with running(server):
+        yield server
+
+
+def database_args(request: pytest.FixtureRequest, name: str, secrets_dir: str) -> list[str]:
+    """A database of its own, its DSN as Compose hands it over: a 0600 file owned by the
+    image's user, bind-mounted read-only at /run/secrets/database-url."""
+    server: Postgres = request.getfixturevalue("postgres")
+    found = server.databases()
+    mine = Databases(found.run, Path(secrets_dir), found.address, owner=SERVICE_UID)
+    mine.ensure(name)
+    target = "/run/secrets/database-url"
+    mount = f"{mine.url_file(name)}:{target}:ro"
+    return ["--volume", mount, "--env", f"DATABASE_URL_FILE={target}"]
+
+
+@pytest.fixture(scope="module")
 def container(
-    image: tuple[str, ServiceInfo], docker: Docker, platform: Platform
+    image: tuple[str, ServiceInfo],
+    docker: Docker,
+    platform: Platform,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Container]:
     """The image running with `--network host --read-only` against the native platform."""
     tag, info = image
@@ -91,6 +119,8 @@ def container(
         "HTTP_PORT": str(port),
     }
     run = ["run", "--detach", "--name", name, "--network", "host", "--read-only"]
+    if info.database:
+        run += database_args(request, name, str(tmp_path_factory.mktemp("secrets")))
     docker(*run, *env_args(env), tag)
     try:
         yield Container(name, tag, info, f"http://127.0.0.1:{port}", env)
@@ -156,7 +186,8 @@ def test_a_request_is_handled_end_to_end(
     """POST to the API; the handler's result reaches the produced topic in the same trace."""
     route, body = sample_request(container.url)
     response = httpx.post(f"{container.url}{route}", json=body, timeout=10)
-    assert response.status_code == 202, response.text
+    stored = container.info.database is not None  # 201: saved with its event (the outbox)
+    assert response.status_code == (201 if stored else 202), response.text
     trace_id = response.json()["trace_id"]
 
     records = read_until(platform.kafka.bootstrap, container.env["PRODUCES_TOPIC"], any, 60)

@@ -8,7 +8,9 @@ from typing import Any
 
 import yaml
 
+from platform_deploy import databases
 from platform_deploy.discovery import discover
+from platform_native.databases import url_file
 
 HEADER = "# Written by ./deploy-all.sh from services/*/pyproject.toml; do not edit.\n"
 # pip's usual settings reach the image's build stage as build arguments, each taken
@@ -30,9 +32,15 @@ def _project_version(directory: Path) -> str:
     return str(tomllib.loads((directory / "pyproject.toml").read_text())["project"]["version"])
 
 
-def services_compose(services_dir: Path) -> dict[str, Any]:
-    """The Compose document for every service, joined to the platform network."""
+# Where a service with a database finds its DSN: a Compose secret, never the environment.
+DSN_SECRET = "database-url"
+
+
+def services_compose(services_dir: Path, state_dir: Path) -> dict[str, Any]:
+    """The Compose document for every service, joined to the platform network; a service
+    with a database gets its DSN file (written by `databases`) as a secret."""
     services: dict[str, Any] = {}
+    secrets: dict[str, Any] = {}
     for info in discover(services_dir):
         services[info.name] = {
             "build": {"context": str(info.directory), "network": "host", "args": PIP_BUILD_ARGS},
@@ -54,12 +62,19 @@ def services_compose(services_dir: Path) -> dict[str, Any]:
             "logging": {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}},
             "networks": ["platform"],
         }
-    return {"services": services}
+        if info.database:
+            name = f"{info.name}-{DSN_SECRET}"
+            secrets[name] = {"file": str(url_file(databases.compose_secrets(state_dir), info.name))}
+            service = services[info.name]
+            service["secrets"] = [{"source": name, "target": DSN_SECRET}]
+            service["environment"]["DATABASE_URL_FILE"] = f"/run/secrets/{DSN_SECRET}"
+            service["depends_on"]["postgres"] = {"condition": "service_healthy"}
+    return {"services": services, **({"secrets": secrets} if secrets else {})}
 
 
 def write(services_dir: Path, out: Path) -> int:
-    """Write the file; return how many services it holds."""
-    document = services_compose(services_dir)
+    """Write the file (beside the state the DSN files are in); return how many services."""
+    document = services_compose(services_dir, out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(HEADER + yaml.safe_dump(document, sort_keys=False))
     return len(document["services"])

@@ -21,6 +21,10 @@ from platform_native.services import ServiceInfo
 
 KIND = "postgres"  # the one kind of database the platform runs
 COMPOSE_ADDRESS = "postgres:5432"
+# The user the services' images run as (the template's Dockerfile: `USER 10001`). A
+# Compose secret from a file is a bind mount that keeps the host file's owner and mode
+# (docker/compose#9648), so the 0600 DSN file is handed to that uid.
+SERVICE_UID = 10001
 
 
 class NoDatabaseServer(RuntimeError):
@@ -51,7 +55,12 @@ def native(state_dir: Path) -> Databases:
 def compose(command: str, state_dir: Path) -> Databases:
     """The databases on Compose's ``postgres`` service; ``command`` is `docker compose ...`."""
     psql = [*shlex.split(command), "exec", "-T", "postgres", "psql"]
-    return Databases(psql_runner(psql), state_dir / "postgres", COMPOSE_ADDRESS)
+    return Databases(psql_runner(psql), compose_secrets(state_dir), COMPOSE_ADDRESS, SERVICE_UID)
+
+
+def compose_secrets(state_dir: Path) -> Path:
+    """Where the Compose services' DSN files are (each mounted as a Compose secret)."""
+    return state_dir / "postgres"
 
 
 def ensure(databases: Databases, services_dir: Path) -> list[str]:

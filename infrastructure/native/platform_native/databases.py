@@ -106,12 +106,21 @@ def psql_runner(psql: Sequence[str], env: dict[str, str] | None = None) -> SqlRu
     return run
 
 
-def write_secret(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` readable by its owner only (0600, in a 0700 folder)."""
+def url_file(secrets_dir: Path, service: str) -> Path:
+    """Where ``service``'s DSN file is in ``secrets_dir``."""
+    return secrets_dir / f"{role_name(service)}.url"
+
+
+def write_secret(path: Path, text: str, owner: int | None = None) -> Path:
+    """Write ``text`` to ``path`` readable by its owner only (0600, in a 0700 folder);
+    ``owner`` hands the file to that uid (a container's user reads it through a bind
+    mount, which keeps the host's owner and mode)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(descriptor, "w") as secret:
         os.fchmod(secret.fileno(), 0o600)  # an older file keeps its mode otherwise
+        if owner is not None:
+            os.fchown(secret.fileno(), owner, owner)
         secret.write(text)
     return path
 
@@ -120,14 +129,17 @@ class Databases:
     """The services' databases on one server: ``run`` executes psql scripts as superuser,
     ``secrets`` holds each service's DSN file, ``address`` is how services reach it."""
 
-    def __init__(self, run: SqlRunner, secrets_dir: Path, address: str) -> None:
+    def __init__(
+        self, run: SqlRunner, secrets_dir: Path, address: str, owner: int | None = None
+    ) -> None:
         self.run = run
         self.secrets_dir = secrets_dir
         self.address = address
+        self.owner = owner  # the uid the DSN files are handed to (None: whoever writes them)
 
     def url_file(self, service: str) -> Path:
         """The 0600 file holding ``service``'s DSN (its DATABASE_URL_FILE)."""
-        return self.secrets_dir / f"{role_name(service)}.url"
+        return url_file(self.secrets_dir, service)
 
     def _kept_password(self, service: str) -> str | None:
         try:
@@ -146,7 +158,7 @@ class Databases:
         password = self._kept_password(service) or secrets.token_urlsafe(24)
         self.run(SUPERUSER, ENSURE_SQL.format(name=name, verifier=scram_verifier(password)))
         dsn = f"postgresql://{name}:{password}@{self.address}/{name}"
-        write_secret(self.url_file(service), dsn + "\n")
+        write_secret(self.url_file(service), dsn + "\n", self.owner)
         return dsn
 
     def server_version(self) -> str:

@@ -15,8 +15,11 @@ for blocking calls (a synchronous SDK or driver); each event then costs a thread
 """
 
 import logging
+from datetime import UTC, datetime
 
-from . import events
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import events, models
 
 # Each line logged while an event is handled carries its request's trace_id, in the
 # JSON on stdout and in the log store, next to the request's trace in Jaeger. A line per
@@ -26,10 +29,18 @@ logger = logging.getLogger(__name__)
 
 
 async def handle(
-    event: events.ValueModelRequested,
+    event: events.ValueModelRequested, session: AsyncSession
 ) -> events.ValueModelCreated:
-    """Turn a request into its result. Replace with your own work."""
+    """Mark the request handled and answer it. It runs once per message, in one transaction
+    with the chassis' inbox; the answer is published once that transaction commits."""
     logger.debug("Handling %s for %s", event.event_id, event.company_name)
+    request = await session.get(models.Request, event.event_id)
+    if request is None:  # from another producer than this service's API
+        request = models.Request(
+            id=event.event_id, company_name=event.company_name, industry=event.industry
+        )
+        session.add(request)
+    request.status, request.handled_at = "handled", datetime.now(UTC)
     return events.ValueModelCreated(
         company_name=event.company_name,
         industry=event.industry,
