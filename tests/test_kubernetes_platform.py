@@ -84,7 +84,7 @@ def test_helmfile_pins_every_chart_and_its_values_exist() -> None:
     charts = {entry["chart"].split("/")[-1] for entry in state["releases"]}
     assert {
         "strimzi-kafka-operator", "platform-kafka", "kube-prometheus-stack", "keda",
-        "consul", "ingress", "jaeger", "opentelemetry-collector",
+        "consul", "ingress", "jaeger", "opentelemetry-collector", "cloudnative-pg",
     } <= charts  # fmt: skip
 
 
