@@ -34,6 +34,7 @@ CUSTOM_GROUPS = {
     "gateway.networking.k8s.io",
     "monitoring.coreos.com",
     "postgresql.cnpg.io",
+    "external-secrets.io",
 }
 NAMESPACE = "services"
 

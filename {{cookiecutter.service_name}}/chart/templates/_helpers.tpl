@@ -111,3 +111,17 @@ capabilities:
 {{- .Values.database.existingSecret | default (printf "%s-database" (include "service.fullname" .)) }}
 {{- end }}
 {{- end }}
+
+{{/* The SecretStore and the Secret the ExternalSecret writes (secrets.enabled). */}}
+{{- define "service.secretStore" -}}
+{{- printf "%s-openbao" (include "service.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "service.secretsSecret" -}}
+{{- printf "%s-secrets" (include "service.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Where the pod finds those secrets as files (SECRETS_DIR). */}}
+{{- define "service.secretsDir" -}}
+/etc/{{ include "service.name" . }}/secrets
+{{- end }}
