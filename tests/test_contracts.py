@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import html
+import json
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -352,3 +354,15 @@ def test_the_services_here_pass_the_gate() -> None:
     """This repository's CI runs the gate on services/, as `up` does."""
     result = subprocess.run([str(SCRIPT), "contracts"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_grafana_links_to_the_picture() -> None:
+    """Compose's Grafana serves docs/topology.svg; the service dashboard links to it."""
+    dashboard = json.loads(
+        (REPO / "infrastructure" / "grafana" / "dashboards" / "service-overview.json").read_text()
+    )
+    [link] = [link for link in dashboard["links"] if link["title"] == "Who talks to whom"]
+    compose = yaml.safe_load((REPO / "docker-compose.infrastructure.yml").read_text())
+    mount = f"./docs/topology.svg:/usr/share/grafana{link['url']}:ro"
+    assert mount in compose["services"]["grafana"]["volumes"]
+    assert (REPO / "docs" / "topology.svg").is_file()
