@@ -1,19 +1,25 @@
 """The bare baselines the generated service is measured against, with its client settings.
 
-    python bench/baselines.py settings   PACKAGE
-    python bench/baselines.py sampling   PACKAGE
-    python bench/baselines.py aiokafka   PACKAGE BOOTSTRAP IN OUT GROUP COUNT
-    python bench/baselines.py faststream PACKAGE BOOTSTRAP IN OUT GROUP COUNT
+    python bench/baselines.py settings       PACKAGE
+    python bench/baselines.py sampling       PACKAGE
+    python bench/baselines.py aiokafka       PACKAGE BOOTSTRAP IN OUT GROUP
+    python bench/baselines.py aiokafka_batch PACKAGE BOOTSTRAP IN OUT GROUP
+    python bench/baselines.py faststream     PACKAGE BOOTSTRAP IN OUT GROUP
 
-Run with the generated service's interpreter: both baselines take their Kafka client
+Run with the generated service's interpreter: every baseline takes its Kafka client
 settings from the chassis (`event_chassis.clients`) and the service's own Settings
 (PACKAGE), exactly what the service runs with: the same producer batch size, linger
 and acks, the same number of consumers in the group, records per fetch, fetch wait
-and heartbeat. Both do the service's work (decode the JSON request, build the result,
+and heartbeat. All do the service's work (decode the JSON request, build the result,
 encode it, produce it keyed like the request) with the same at-least-once semantics:
-a batch is committed only once every result in it is acknowledged. Each exits once
-COUNT results are out. `settings` prints what each variant uses and `sampling` the
-service's default trace sampling, for the report.
+a batch is committed only once every result in it is acknowledged. They differ only
+in how they produce: `aiokafka` awaits `send()` per result (what most hand-written
+code does); `aiokafka_batch` appends a consumed batch's results to one record batch
+per partition (`create_batch`/`send_batch`, as the chassis does: the client's
+limit); `faststream` calls `broker.publish` per result. None validates, traces,
+counts metrics, retries or dead-letters. Each runs until terminated (the bench
+measures it from outside). `settings` prints what each variant uses and `sampling`
+the service's default trace sampling, for the report.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import asyncio
 import importlib
 import json
 import logging
+import signal
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -75,11 +82,24 @@ def default_sampling(package: str) -> str:
 class BareConsumers:
     """The service's consumers and producer in bare aiokafka: fetch, produce, then commit."""
 
-    def __init__(self, package: str, bootstrap: str, source: str, sink: str, group: str) -> None:
+    def __init__(
+        self,
+        package: str,
+        bootstrap: str,
+        source: str,
+        sink: str,
+        group: str,
+        *,
+        batch: bool = False,
+    ) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+        from aiokafka.partitioner import DefaultPartitioner
 
         self.settings = consumer_settings(package, group)
         self.sink = sink
+        self.batch = batch  # results through record batches rather than send() each
+        self.partitioner = DefaultPartitioner()
+        self.partitions: list[int] = []
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_settings(package))
         self.consumers = [
             AIOKafkaConsumer(
@@ -96,7 +116,6 @@ class BareConsumers:
             )
             for _ in range(self.settings["consumers"])
         ]
-        self.done = 0
 
     async def start(self) -> None:
         await self.producer.start()
@@ -119,38 +138,66 @@ class BareConsumers:
             batches = await one.getmany(
                 timeout_ms=self.settings["fetch_wait_ms"], max_records=self.settings["max_records"]
             )
-            sent = []
-            for records in batches.values():
-                for record in records:
-                    body = json.dumps(result(json.loads(record.value))).encode()
-                    sent.append(await self.producer.send(self.sink, body, key=record.key))
+            records = [record for partition in batches.values() for record in partition]
+            sent = await (self._batched(records) if self.batch else self._each(records))
             if sent:
                 await asyncio.gather(*sent)  # produced, then committed
                 await one.commit()
-                self.done += len(sent)
+
+    async def _each(self, records: list[Any]) -> list[Any]:
+        """`send()` per result: a future and two awaited coroutines each."""
+        sent = []
+        for record in records:
+            body = json.dumps(result(json.loads(record.value))).encode()
+            sent.append(await self.producer.send(self.sink, body, key=record.key))
+        return sent
+
+    async def _batched(self, records: list[Any]) -> list[Any]:
+        """One record batch per partition, sent as it fills and at the end: aiokafka's
+        documented batch API, partitioned by key with the producer's partitioner."""
+        if not self.partitions:
+            self.partitions = sorted(await self.producer.partitions_for(self.sink))
+        builders: dict[int, Any] = {}
+        sent = []
+        for record in records:
+            body = json.dumps(result(json.loads(record.value))).encode()
+            partition = self.partitioner(record.key, self.partitions, self.partitions)
+            builder = builders.get(partition)
+            if (
+                builder is None
+                or builder.append(timestamp=None, key=record.key, value=body, headers=[]) is None
+            ):
+                if builder is not None:  # full: it leaves now, this result starts the next
+                    sent.append(
+                        await self.producer.send_batch(builder, self.sink, partition=partition)
+                    )
+                builder = builders[partition] = self.producer.create_batch()
+                builder.append(timestamp=None, key=record.key, value=body, headers=[])
+        for partition, builder in builders.items():
+            sent.append(await self.producer.send_batch(builder, self.sink, partition=partition))
+        return sent
 
 
 async def bare_aiokafka(
-    package: str, bootstrap: str, source: str, sink: str, group: str, count: int
+    package: str, bootstrap: str, source: str, sink: str, group: str, *, batch: bool = False
 ) -> None:
-    bare = BareConsumers(package, bootstrap, source, sink, group)
-    finished = asyncio.Event()
-
-    async def watch() -> None:
-        while bare.done < count:
-            await asyncio.sleep(0.05)
-        finished.set()
-
+    bare = BareConsumers(package, bootstrap, source, sink, group, batch=batch)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await bare.start()
     try:
-        await asyncio.gather(bare.run(finished), watch())
+        await bare.run(stop)
     finally:
         await bare.stop()
 
 
-async def bare_faststream(
-    package: str, bootstrap: str, source: str, sink: str, group: str, count: int
+async def bare_aiokafka_batch(
+    package: str, bootstrap: str, source: str, sink: str, group: str
 ) -> None:
+    await bare_aiokafka(package, bootstrap, source, sink, group, batch=True)
+
+
+async def bare_faststream(package: str, bootstrap: str, source: str, sink: str, group: str) -> None:
     """FastStream without telemetry, metrics or dead letters, shaped like the service.
 
     Its batch subscribers and commit policy (`AckPolicy.NACK_ON_ERROR`: the batch is
@@ -171,18 +218,14 @@ async def bare_faststream(
         **producer_settings(package),
     )
     finished = asyncio.Event()
-    done = 0
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, finished.set)
 
     async def handle(requests: list[dict[str, Any]], message: KafkaMessage) -> None:
-        nonlocal done
         deliveries = [
             await broker.publish(result(request), sink, key=record.key, no_confirm=True)
             for request, record in zip(requests, message.raw_message, strict=True)
         ]
         await asyncio.gather(*deliveries)  # then FastStream commits the batch
-        done += len(requests)
-        if done >= count:
-            finished.set()
 
     for _ in range(consumer["consumers"]):
         broker.subscriber(
@@ -211,9 +254,13 @@ def main() -> None:
     if kind == "sampling":
         print(default_sampling(package))
         return
-    bootstrap, source, sink, group, count = sys.argv[3:8]
-    run = {"aiokafka": bare_aiokafka, "faststream": bare_faststream}[kind]
-    asyncio.run(run(package, bootstrap, source, sink, group, int(count)))
+    bootstrap, source, sink, group = sys.argv[3:7]
+    run = {
+        "aiokafka": bare_aiokafka,
+        "aiokafka_batch": bare_aiokafka_batch,
+        "faststream": bare_faststream,
+    }[kind]
+    asyncio.run(run(package, bootstrap, source, sink, group))
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@
     python bench/chain.py first  PACKAGE BOOTSTRAP PORT REQUESTED CREATED GROUP
     python bench/chain.py second PACKAGE BOOTSTRAP CREATED AUDITED GROUP
 
-`first` accepts `POST /api/v1/value-models` (a raw ASGI app under uvicorn), produces the
-request and waits for Kafka's acknowledgement, then answers 202; its consumers turn
-requests into results, as value-architect does. `second` turns those into audits, as
-value-auditor does. The consumers and producers are bench/baselines.py's, with the
-chassis' client settings, so the chain differs from the services only by what the
-chassis adds. Runs until terminated.
+`first` accepts `POST /api/v1/value-models` (a raw ASGI app under uvicorn: no
+validation, routing, middleware or tracing), produces the request with `send_and_wait`
+and answers 202 once Kafka acknowledged it; its consumers turn requests into results,
+as value-architect does. `second` turns those into audits, as value-auditor does. The
+consumers and producers are bench/baselines.py's batch-API loop, with the chassis'
+client settings: the services produce results the same way, so the chains differ by
+what the chassis adds (FastAPI and pydantic, tracing, log export, metrics, retries
+and dead letters, health and Consul) and not by how they produce. Runs until
+terminated.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ async def first(
 ) -> None:
     import uvicorn
 
-    bare = BareConsumers(package, bootstrap, requested, created, group)
+    bare = BareConsumers(package, bootstrap, requested, created, group, batch=True)
     await bare.start()
     config = uvicorn.Config(
         api(bare, requested), host="127.0.0.1", port=int(port), log_level="warning"
@@ -83,7 +86,7 @@ async def first(
 
 
 async def second(package: str, bootstrap: str, created: str, audited: str, group: str) -> None:
-    bare = BareConsumers(package, bootstrap, created, audited, group)
+    bare = BareConsumers(package, bootstrap, created, audited, group, batch=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await bare.start()

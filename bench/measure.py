@@ -1,7 +1,10 @@
 """What `make bench` measures with: requests on Kafka, results read back, RSS, statistics.
 
-Throughput and latency come from the broker's own timestamps of the results,
-so no variant is timed by the code under test.
+No variant is timed by the code under test. The bench topics are created with
+`message.timestamp.type=LogAppendTime`: the broker stamps each record as it appends
+it, overwriting what the producer set, so latencies end at a broker timestamp.
+Throughput is counted from outside too: the results topic's end offsets, read by
+the bench at the start and the end of a steady window.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
 def request_body(i: int) -> bytes:
@@ -34,12 +38,43 @@ def request_body(i: int) -> bytes:
     return json.dumps({**event, "notes": "n" * padding}).encode()
 
 
-async def produce(bootstrap: str, topic: str, count: int) -> None:
+BROKER_TIME = {"message.timestamp.type": "LogAppendTime"}
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    """Topics stamped by the broker (LogAppendTime); existing ones are left alone."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(name, partitions, 1, topic_configs=BROKER_TIME)
+            for name in dict.fromkeys(names)
+            if name not in existing
+        ]
+        if new:
+            await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """Drop a finished run's topics, so the runs' data does not pile up on disk."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, count: int, first: int = 0) -> None:
+    """`count` requests, numbered (and keyed) from `first`."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:
         pending = []
-        for i in range(count):
+        for i in range(first, first + count):
             pending.append(await producer.send(topic, request_body(i), key=str(i).encode()))
             if len(pending) >= 5000:
                 await asyncio.gather(*pending)
@@ -83,24 +118,64 @@ def cpu_seconds(pid: int) -> float:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def throughput_of(bootstrap: str, topic: str, count: int, pid: int) -> dict[str, float]:
-    """Results per second, from the broker's timestamps of the first and last result; and
-    the CPU time process `pid` spent per 1,000 results meanwhile (between the moments the
-    first and the last result were read), which a busy machine barely changes."""
-    stamps: list[int] = []
-    cpu: list[float] = []
+async def results_out(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> int:
+    """How many results the topic holds: the sum of its partitions' end offsets."""
+    return sum((await consumer.end_offsets(partitions)).values())
 
-    def seen_one(record: Any) -> None:
-        stamps.append(record.timestamp)
-        if len(stamps) in (1, count):
-            cpu.append(cpu_seconds(pid))
 
-    seen = asyncio.run(read(bootstrap, topic, count, 900, seen_one))
-    if seen < count:
-        raise RuntimeError(f"only {seen} of {count} results in {topic}")
+async def steady_throughput(
+    bootstrap: str,
+    topic: str,
+    pid: int,
+    alive: Callable[[], bool],
+    warmup: float,
+    seconds: float,
+    partitions: int,
+) -> dict[str, float]:
+    """Results per second over `seconds` of steady state, counted from outside.
+
+    The window opens `warmup` s after the first result reaches `topic` (start-up
+    rebalances and the first fetches fall before it) and closes `seconds` later; the
+    results in it come from the topic's end offsets at both ends, read by the bench,
+    and the CPU time process `pid` spent per 1,000 of them from /proc. The warm-up's
+    own rate and the time to the first result are reported beside it.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    owned = [TopicPartition(topic, p) for p in range(partitions)]
+    try:
+        began = time.monotonic()
+        while not await results_out(consumer, owned):
+            if not alive():
+                raise RuntimeError(f"the variant producing {topic} exited")
+            if time.monotonic() - began > 120:
+                raise RuntimeError(f"no result in {topic} after 120 s")
+            await asyncio.sleep(0.05)
+        first = time.monotonic()
+        await asyncio.sleep(warmup)
+        opened, out_at_open, cpu_at_open = (
+            time.monotonic(),
+            await results_out(consumer, owned),
+            cpu_seconds(pid),
+        )
+        await asyncio.sleep(seconds)
+        closed, out_at_close, cpu_at_close = (
+            time.monotonic(),
+            await results_out(consumer, owned),
+            cpu_seconds(pid),
+        )
+        if not alive():
+            raise RuntimeError(f"the variant producing {topic} exited during the window")
+    finally:
+        await consumer.stop()
+    handled = out_at_close - out_at_open
     return {
-        "msgs_per_s": (count - 1) / ((max(stamps) - min(stamps)) / 1000),
-        "cpu_ms_per_1000": (cpu[-1] - cpu[0]) / (count - 1) * 1_000_000,
+        "msgs_per_s": handled / (closed - opened),
+        "cpu_ms_per_1000": (cpu_at_close - cpu_at_open) / max(handled, 1) * 1_000_000,
+        "window_s": closed - opened,
+        "warmup_msgs_per_s": out_at_open / (opened - first),
+        "first_result_s": first - began,
+        "results_at_close": out_at_close,
     }
 
 

@@ -13,7 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 
-def summarise(path: Path, top: int = 40) -> str:
+def shares(path: Path) -> tuple[int, Counter[str], Counter[str]]:
+    """All samples, and samples by frame: inclusive (the frame or anything it called) and self."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
@@ -27,6 +28,11 @@ def summarise(path: Path, top: int = 40) -> str:
         own[frames[-1]] += samples
         for frame in set(frames):
             inclusive[frame] += samples
+    return total, inclusive, own
+
+
+def summarise(path: Path, top: int = 40) -> str:
+    total, inclusive, own = shares(path)
     if not total:
         return "no samples\n"
     lines = [f"{total} samples", "", "inclusive:"]

@@ -1,22 +1,38 @@
 """`make bench`: what the chassis costs, against bare baselines with the same client settings.
 
-On one loopback Kafka, Consul and Jaeger (platform_native), every repeat runs each
-throughput variant once, on topics of its own, starting with a different variant
-each time: the generated service (everything on, default trace sampling), the same
-at 100 % sampling, FastStream without middleware and a bare aiokafka loop — all
-with the client settings of `event_chassis.clients` (bench/baselines.py). Repeats
-continue past BENCH_REPEATS while the aiokafka baseline's runs spread more than
-±15 % (up to BENCH_MAX_REPEATS). Then latency through two services at two request
-rates, for the generated services and for the same chain in bare aiokafka
-(bench/chain.py); start-up; memory; render time; the service's image size
-(bench/image.py). Writes docs/benchmarks.{json,md}
-(BENCH_OUTPUT moves them), naming the commit and the chassis version.
+On loopback Kafka, Consul, Jaeger, VictoriaLogs, the OpenTelemetry Collector and
+PostgreSQL (platform_native), in one run:
 
-Sizes (the defaults are what `make bench` runs): BENCH_MESSAGES (100000),
-BENCH_REPEATS (3), BENCH_MAX_REPEATS (7), BENCH_RATE (200 req/s), BENCH_HIGH_RATE
-(800 req/s), BENCH_SECONDS (30). BENCH_SERVICES keeps the rendered, installed
-services in a directory to reuse (the smoke test does); BENCH_PROFILE=FILE samples
-the first service run with py-spy (bench/profile.py).
+- Throughput (bench/baselines.py): every repeat runs each variant once, on a results
+  topic of its own, starting with a different variant each time: the generated
+  service with everything on (traces at the default sampling and logs, both exported
+  through the collector), the same without log export, the same at 100 % sampling,
+  FastStream without middleware, and two bare aiokafka loops, one calling `send()` per
+  result and one using the batch API as the chassis does (the client's limit, which
+  the headline ratio is measured against). Each run counts SECONDS of steady state
+  after WARMUP s from its first result. Repeats continue past BENCH_REPEATS while the
+  headline ratio's runs spread more than ±10 % (up to BENCH_MAX_REPEATS).
+- Latency (bench/latency.py, load from vegeta in its own process, bench/loadgen.py):
+  through two services at BENCH_RATE requests/s, the generated services against the
+  same chain in bare aiokafka (bench/chain.py), each start warmed up first (reported
+  apart); then both chains' load curves up to saturation, their knees, and
+  docs/latency-curve.svg; then a py-spy profile of each chain's HTTP process at
+  BENCH_RATE (bench/profile.py).
+- The write path (bench/writes.py): a `database=postgres` service against a bare dual
+  write (bench/dualwrite.py).
+- Start-up, memory, render time, the service's image (bench/image.py).
+
+Writes docs/benchmarks.{json,md} and docs/latency-curve.svg (BENCH_OUTPUT moves
+them), naming the commit and the chassis version. Sizes (the defaults are what
+`make bench` runs): BENCH_MESSAGES (300000 requests in the shared source topic, topped
+up when a variant could drain it), BENCH_SECONDS (10), BENCH_WARMUP (5),
+BENCH_REPEATS (5), BENCH_MAX_REPEATS (8), BENCH_RATE (200), BENCH_LATENCY_SECONDS
+(20), BENCH_CURVE_RATES (200,400,800,1600), BENCH_CURVE_SECONDS (10),
+BENCH_CURVE_CEILING (12800), BENCH_WRITE_REPEATS (3), BENCH_WRITE_SECONDS (15),
+BENCH_WRITE_WORKERS (32), BENCH_PROFILE_SECONDS (15). BENCH_SERVICES keeps the
+rendered, installed services in a directory to reuse (the smoke test does);
+BENCH_PROFILE=FILE also samples the first throughput run of the service with py-spy
+(BENCH_PROFILE_VARIANT=service_full_sampling: of that variant instead).
 """
 
 from __future__ import annotations
@@ -30,27 +46,25 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "infrastructure"), str(REPO / "infrastructure" / "native")]
 
-import httpx  # noqa: E402
-
-from bench import image, report  # noqa: E402
+from bench import figures, image, latency, report  # noqa: E402
+from bench.latency import Chain  # noqa: E402
 from bench.measure import (  # noqa: E402
     PeakRss,
-    percentile,
+    create_topics,
+    delete_topics,
     produce,
-    read,
     rss_mib,
-    summary,
-    throughput_of,
+    steady_throughput,
 )
 from bench.profile import summarise  # noqa: E402
-from bench.provenance import chassis_release, commit  # noqa: E402
+from bench.writes import VARIANTS as WRITE_VARIANTS  # noqa: E402
+from bench.writes import WritePath, wait_for  # noqa: E402
 from platform_native import servers  # noqa: E402
 from platform_native.processes import free_ports, stop_process_group  # noqa: E402
 from platform_native.services import (  # noqa: E402
@@ -61,16 +75,29 @@ from platform_native.services import (  # noqa: E402
 )
 from tests.rendering import render, wheelhouse  # noqa: E402
 
-MESSAGES = int(os.environ.get("BENCH_MESSAGES", "100000"))
-REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-MAX_REPEATS = int(os.environ.get("BENCH_MAX_REPEATS", "7"))
-RATES = (int(os.environ.get("BENCH_RATE", "200")), int(os.environ.get("BENCH_HIGH_RATE", "800")))
-SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
-SPLIT_STEPS = tuple(report.STEPS)  # a request's way: POST, request, result, audit records
-SERVICES = os.environ.get("BENCH_SERVICES", "")
-PROFILE = os.environ.get("BENCH_PROFILE", "")
+
+def setting(name: str, default: str) -> str:
+    return os.environ.get(f"BENCH_{name}", default)
+
+
+MESSAGES = int(setting("MESSAGES", "300000"))
+SECONDS = float(setting("SECONDS", "10"))
+WARMUP = float(setting("WARMUP", "5"))
+REPEATS = int(setting("REPEATS", "5"))
+MAX_REPEATS = int(setting("MAX_REPEATS", "8"))
+RATE = int(setting("RATE", "200"))
+LATENCY_SECONDS = float(setting("LATENCY_SECONDS", "20"))
+CURVE_RATES = [int(rate) for rate in setting("CURVE_RATES", "200,400,800,1600").split(",")]
+CURVE_SECONDS = float(setting("CURVE_SECONDS", "10"))
+CURVE_CEILING = int(setting("CURVE_CEILING", "12800"))
+WRITE_REPEATS = int(setting("WRITE_REPEATS", "3"))
+WRITE_SECONDS = float(setting("WRITE_SECONDS", "15"))
+WRITE_WORKERS = int(setting("WRITE_WORKERS", "32"))
+PROFILE_SECONDS = float(setting("PROFILE_SECONDS", "15"))
+SERVICES = setting("SERVICES", "")
+PROFILE = setting("PROFILE", "")
+PROFILE_VARIANT = setting("PROFILE_VARIANT", "service")
 PARTITIONS = 3
-STABLE_SPREAD = 0.30  # ±15 % around the median
 PACKAGE = "value_architect"
 AUDITOR = {
     "service_name": "value-auditor",
@@ -80,6 +107,7 @@ AUDITOR = {
     "produces_topic": "value-model.audited",
 }
 FULL_SAMPLING = {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
+NO_LOG_EXPORT = {"OTEL_LOGS_EXPORTER": "none"}
 STARTED = time.monotonic()
 
 
@@ -90,15 +118,11 @@ def progress(what: str) -> None:
 class Bench:
     """The servers, the installed services, and one method per measurement."""
 
-    def __init__(
-        self,
-        kafka: servers.Kafka,
-        consul: servers.Consul,
-        jaeger: servers.Jaeger,
-        workdir: Path,
-        logs: Path,
-    ) -> None:
-        self.kafka, self.consul, self.jaeger = kafka, consul, jaeger
+    def __init__(self, platform: dict[str, Any], workdir: Path, logs: Path) -> None:
+        self.kafka: servers.Kafka = platform["kafka"]
+        self.consul: servers.Consul = platform["consul"]
+        self.collector: servers.OtelCollector = platform["collector"]
+        self.postgres: servers.Postgres = platform["postgres"]
         workdir.mkdir(parents=True, exist_ok=True)
         self.logs = logs
         self.profiled = False
@@ -111,207 +135,235 @@ class Bench:
             self.services[name] = (info, install(info.directory, wheels=wheelhouse()))
         self.architect, self.script = self.services["value-architect"]
         self.python = self.script.parent / "python"
+        stateful = workdir / "stateful"
+        if not (stateful / "value-architect").exists():
+            stateful.mkdir(parents=True, exist_ok=True)
+            render(stateful, database="postgres")
+        self.stateful = ServiceInfo.read(stateful / "value-architect")
+        self.stateful_script = install(self.stateful.directory, wheels=wheelhouse())
+        self.source, self.source_size, self.fastest = "", 0, 0.0
 
     def env(self, **extra: str) -> dict[str, str]:
+        """Everything on: traces and logs to the collector, which passes them on."""
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap,
             "CONSUL_HTTP_ADDR": self.consul.http_url,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": self.jaeger.otlp_http,
-            "OTEL_LOGS_EXPORTER": "none",  # Jaeger takes traces only
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.collector.otlp_http,
             **extra,
         }
 
-    def client_settings(self) -> dict[str, Any]:
-        command = [str(self.python), str(REPO / "bench" / "baselines.py"), "settings", PACKAGE]
-        return dict(json.loads(subprocess.run(command, capture_output=True, check=True).stdout))
-
-    def default_sampling(self) -> str:
-        command = [str(self.python), str(REPO / "bench" / "baselines.py"), "sampling", PACKAGE]
+    def helper(self, kind: str) -> str:
+        command = [str(self.python), str(REPO / "bench" / "baselines.py"), kind, PACKAGE]
         return subprocess.run(command, capture_output=True, check=True, text=True).stdout.strip()
-
-    def topics(self, name: str) -> tuple[str, str, str]:
-        prefix = f"bench-{name}-{uuid.uuid4().hex[:6]}"
-        source, sink = f"{prefix}.in", f"{prefix}.out"
-        self.kafka.create_topics([source, sink, f"{prefix}.dead-letter"], partitions=PARTITIONS)
-        asyncio.run(produce(self.kafka.bootstrap, source, MESSAGES))
-        return source, sink, prefix
 
     # -- throughput
 
-    def baseline(self, kind: str) -> dict[str, float]:
-        source, sink, group = self.topics(kind)
-        script = str(REPO / "bench" / "baselines.py")
-        arguments = [kind, PACKAGE, self.kafka.bootstrap, source, sink, group, str(MESSAGES)]
-        process = subprocess.Popen([str(self.python), script, *arguments])
-        with PeakRss(process.pid) as rss:
-            figures = throughput_of(self.kafka.bootstrap, sink, MESSAGES, process.pid)
-        if process.wait(60) != 0:
-            raise RuntimeError(f"{kind} baseline exited with {process.returncode}")
+    def fill_source(self) -> None:
+        """One source topic for every run (each reads it from the start in a group of its
+        own), long enough that the fastest variant seen cannot drain it in a run."""
+        if not self.source:
+            self.source = f"bench-source-{uuid.uuid4().hex[:6]}"
+            asyncio.run(create_topics(self.kafka.bootstrap, [self.source], PARTITIONS))
+        needed = max(MESSAGES, int(self.fastest * (WARMUP + SECONDS + 5) * 1.5))
+        if needed > self.source_size:
+            asyncio.run(
+                produce(
+                    self.kafka.bootstrap, self.source, needed - self.source_size, self.source_size
+                )
+            )
+            self.source_size = needed
+
+    def variant(self, name: str) -> dict[str, float]:
+        """One throughput run, again with a longer source should it have drained this one."""
+        for _ in range(4):
+            self.fill_source()
+            figures = self._run(name)
+            self.fastest = max(self.fastest, figures["msgs_per_s"], figures["warmup_msgs_per_s"])
+            if figures.pop("results_at_close") < 0.99 * self.source_size:
+                return figures
+            progress(f"{name} drained the source: again on one twice as long")
+            self.fastest = max(self.fastest, 2 * self.source_size / ((WARMUP + SECONDS + 5) * 1.5))
+        raise RuntimeError(f"{name} drained a source of {self.source_size} requests")
+
+    def _run(self, name: str) -> dict[str, float]:
+        group = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+        sink, dead = f"{group}.out", f"{group}.dead-letter"
+        asyncio.run(create_topics(self.kafka.bootstrap, [sink, dead], PARTITIONS))
+        stop, pid, alive = self._start(name, sink, dead, group)
+        try:
+            with PeakRss(pid) as rss:
+                run = steady_throughput(
+                    self.kafka.bootstrap, sink, pid, alive, WARMUP, SECONDS, PARTITIONS
+                )
+                figures = asyncio.run(run)
+        finally:
+            stop()
+            asyncio.run(delete_topics(self.kafka.bootstrap, [sink, dead]))
         return {**figures, "rss_mib_load": rss.peak}
 
-    def service(self, **extra: str) -> dict[str, float]:
-        """The generated service as its real process, everything on."""
-        source, sink, group = self.topics("service")
+    def _start(
+        self, name: str, sink: str, dead: str, group: str
+    ) -> tuple[Callable[[], object], int, Callable[[], bool]]:
+        if not name.startswith("service"):
+            script = str(REPO / "bench" / "baselines.py")
+            arguments = [name, PACKAGE, self.kafka.bootstrap, self.source, sink, group]
+            process = subprocess.Popen([str(self.python), script, *arguments])
+
+            def stop() -> None:
+                process.terminate()
+                process.wait(60)
+
+            return stop, process.pid, lambda: process.poll() is None
+        extra = {"service": {}, "service_full_sampling": FULL_SAMPLING}.get(name, NO_LOG_EXPORT)
         env = self.env(
-            CONSUMES_TOPIC=source,
+            CONSUMES_TOPIC=self.source,
             PRODUCES_TOPIC=sink,
-            DEAD_LETTER_TOPIC=f"{group}.dead-letter",
+            DEAD_LETTER_TOPIC=dead,
             CONSUMER_GROUP=group,
             SERVICE_INSTANCE_ID=group,
             **extra,
         )
-        process = ServiceProcess(self.architect, self.script, env, self.logs / f"{group}.log")
-        process.start()
-        spy = self._profile(process.pid)
-        try:
-            with PeakRss(process.pid) as rss:
-                figures = throughput_of(self.kafka.bootstrap, sink, MESSAGES, process.pid)
-        finally:
-            process.terminate()
-        if spy is not None:
-            spy.wait(60)
-            print(summarise(Path(PROFILE), 60), flush=True)
-        return {**figures, "rss_mib_load": rss.peak}
+        service = ServiceProcess(self.architect, self.script, env, self.logs / f"{group}.log")
+        service.start()
+        spy = self._profile(service.pid) if name == PROFILE_VARIANT else None
 
-    def _profile(self, pid: int) -> subprocess.Popen[bytes] | None:
-        if not PROFILE or self.profiled:
+        def stop_service() -> None:
+            service.terminate()
+            if spy is not None:
+                spy.wait(60)
+                print(summarise(Path(PROFILE), 60), flush=True)
+
+        alive = service.process
+        assert alive is not None
+        return stop_service, service.pid, lambda: alive.poll() is None
+
+    def _profile(
+        self, pid: int, out: str = "", seconds: float = 0
+    ) -> subprocess.Popen[bytes] | None:
+        if not out and (not PROFILE or self.profiled):
             return None
-        self.profiled = True
+        self.profiled = self.profiled or not out
         py_spy = Path(sys.executable).parent / "py-spy"
-        command = [str(py_spy), "record", "-f", "raw", "-r", "200", "-o", PROFILE, "-p", str(pid)]
-        return subprocess.Popen(command)
+        command = [str(py_spy), "record", "-f", "raw", "-r", "100", "-o", out or PROFILE]
+        command += ["-p", str(pid), *(["-d", str(int(seconds))] if seconds else [])]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     # -- latency
 
-    def service_chain(self) -> tuple[list[ServiceProcess], str, list[str], dict[str, float]]:
-        """value-architect and value-auditor, started; their URL, topics and start-up."""
-        topics = {t: PARTITIONS for info, _ in self.services.values() for t in info.topics}
-        self.kafka.create_topics(list(topics), partitions=PARTITIONS)
-        processes, startup = [], {}
+    def service_chain(self) -> tuple[Callable[[], None], Chain, int, float]:
+        """value-architect and value-auditor, started: a stop, the chain, its HTTP pid,
+        and the architect's start-up to passing in Consul."""
+        topics = {t for info, _ in self.services.values() for t in info.topics}
+        asyncio.run(create_topics(self.kafka.bootstrap, sorted(topics), PARTITIONS))
+        processes, startup = [], 0.0
         for name, (info, script) in self.services.items():
             began = time.perf_counter()
             process = ServiceProcess(info, script, self.env(), self.logs / f"{name}.log").start()
             processes.append(process)
             wait_until_passing(self.consul.http_addr, name, process=process)
-            startup[name] = time.perf_counter() - began
-        hops = [f"value-model.{t}" for t in ("requested", "created", "audited")]
-        return processes, processes[0].url, hops, startup
+            startup = startup or time.perf_counter() - began
 
-    def bare_chain(self) -> tuple[list[subprocess.Popen[bytes]], str, list[str]]:
+        def stop() -> None:
+            for process in processes:
+                process.terminate()
+
+        hops = [f"value-model.{t}" for t in ("requested", "created", "audited")]
+        url = f"{processes[0].url}/api/v1/value-models"
+        return stop, Chain(url, self.kafka.bootstrap, hops), processes[0].pid, startup
+
+    def bare_chain(self) -> tuple[Callable[[], None], Chain, int, float]:
         prefix = f"bench-chain-{uuid.uuid4().hex[:6]}"
-        requested, created, audited = (f"{prefix}.{t}" for t in ("requested", "created", "audited"))
-        self.kafka.create_topics([requested, created, audited], partitions=PARTITIONS)
+        hops = [f"{prefix}.{t}" for t in ("requested", "created", "audited")]
+        asyncio.run(create_topics(self.kafka.bootstrap, hops, PARTITIONS))
         (port,) = free_ports(1)
         chain = [str(self.python), str(REPO / "bench" / "chain.py")]
         bootstrap = self.kafka.bootstrap
-        first = [*chain, "first", PACKAGE, bootstrap, str(port), requested, created]
-        second = [*chain, "second", PACKAGE, bootstrap, created, audited]
+        first = [*chain, "first", PACKAGE, bootstrap, str(port), hops[0], hops[1]]
+        second = [*chain, "second", PACKAGE, bootstrap, hops[1], hops[2]]
         processes = [  # process groups of their own, stopped like the services
             subprocess.Popen([*first, f"{prefix}-first"], start_new_session=True),
             subprocess.Popen([*second, f"{prefix}-second"], start_new_session=True),
         ]
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        return processes, url, [requested, created, audited]
 
-    def latency(self, kind: str, rate: int) -> dict[str, Any]:
-        """POSTs at `rate`/s for SECONDS; ms from each POST until its audit is in Kafka.
-
-        Also where the time goes, from the records' own timestamps (each set by its
-        producer when it sends): POST to the request's record (HTTP and the produce
-        call), request to result (the first consumer's fetch, handler and produce call),
-        result to audit (the second's).
-        """
-        startup: dict[str, float] = {}
-        if kind == "service":
-            services, url, hops, startup = self.service_chain()
-            processes = [service.process for service in services if service.process]
-        else:
-            processes, url, hops = self.bare_chain()
-        idle = rss_mib(processes[0].pid)
-        stamps: dict[str, dict[str, int]] = {topic: {} for topic in hops}
-        try:
-            time.sleep(2)  # every consumer in its group
-            sent = asyncio.run(self._send(url, rate))
-            for topic in reversed(hops):  # the audits first: they are the last to arrive
-                asyncio.run(self._stamps(topic, set(sent), stamps[topic]))
-        finally:
-            for process in processes:  # SIGTERM, then SIGKILL after the grace: both alike
+        def stop() -> None:
+            for process in processes:  # SIGTERM, then SIGKILL after the grace
                 stop_process_group(process.pid, timeout=30)
                 process.wait()
-        requested, created, audited = (stamps[topic] for topic in hops)
-        latencies = sorted(float(audited[key] - sent[key]) for key in sent if key in audited)
-        whole = [key for key in sent if key in audited and key in created and key in requested]
-        way = (sent, requested, created, audited)
-        split = {
-            f"p{p}_{step}": percentile(sorted(float(end[key] - start[key]) for key in whole), p)
-            for step, start, end in zip(SPLIT_STEPS, way[:-1], way[1:], strict=True)
-            for p in (50, 99)
-        }
+
+        try:
+            wait_for(url, lambda status: status == 404, lambda: "")
+        except BaseException:
+            stop()
+            raise
+        time.sleep(2)  # the second's consumers in their group
+        return stop, Chain(f"{url}/api/v1/value-models", bootstrap, hops), processes[0].pid, 0.0
+
+    def chain(self, kind: str) -> tuple[Callable[[], None], Chain, int, float]:
+        return self.service_chain() if kind == "service" else self.bare_chain()
+
+    def latency(self, kind: str) -> dict[str, Any]:
+        """One start of a chain: warmed up at RATE (reported apart), then measured at RATE."""
+        stop, chain, pid, startup = self.chain(kind)
+        idle = rss_mib(pid)
+        work = self.logs / "load"
+        try:
+            warm = latency.run(chain, RATE, WARMUP, work) if WARMUP else {}
+            measured = latency.run(chain, RATE, LATENCY_SECONDS, work)
+        finally:
+            stop()
         return {
-            "sent": len(sent),
-            "received": len(latencies),
-            **{f"p{p}": percentile(latencies, p) for p in (50, 95, 99)},
-            **{f"split_{step}": ms for step, ms in split.items()},
-            "startup_s": startup.get("value-architect"),
+            **measured,
+            "warmup_p99": warm.get("p99"),
+            "startup_s": startup,
             "rss_mib_idle": idle,
         }
 
-    async def _stamps(self, topic: str, keys: set[str], into: dict[str, int]) -> None:
-        """Each of `keys`' record timestamps in `topic`, into `into`."""
+    def curve(self, kind: str) -> list[dict[str, Any]]:
+        stop, chain, _, _ = self.chain(kind)
+        work = self.logs / "load"
+        try:
+            if WARMUP:
+                latency.run(chain, CURVE_RATES[0], WARMUP, work)
+            return latency.curve(chain, CURVE_RATES, CURVE_SECONDS, work, CURVE_CEILING)
+        finally:
+            stop()
 
-        def seen(record: Any) -> None:
-            into[record.key.decode()] = record.timestamp
-
-        await read(
-            self.kafka.bootstrap, topic, len(keys), 120, seen, done=lambda: keys <= into.keys()
-        )
-
-    async def _send(self, url: str, rate: int) -> dict[str, int]:
-        sent: dict[str, int] = {}
-        total = int(rate * SECONDS)
-        async with httpx.AsyncClient(timeout=10) as client:
-
-            async def one() -> None:
-                name = f"latency-{uuid.uuid4().hex}"
-                stamp = time.time_ns() // 1_000_000
-                body = {"company_name": name, "industry": "Bench"}
-                response = await client.post(f"{url}/api/v1/value-models", json=body)
-                if response.status_code == 202:
-                    sent[name] = stamp
-
-            began = time.perf_counter()
-            tasks = []
-            for i in range(total):
-                await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
-                tasks.append(asyncio.create_task(one()))
-            await asyncio.gather(*tasks)
-        return sent
+    def http_profile(self, kind: str) -> dict[str, Any]:
+        """py-spy on the chain's HTTP process while it takes RATE requests/s."""
+        stop, chain, pid, _ = self.chain(kind)
+        out = self.logs / f"profile-{kind}.txt"
+        work = self.logs / "load"
+        try:
+            if WARMUP:
+                latency.run(chain, RATE, WARMUP, work)
+            spy = self._profile(pid, str(out), PROFILE_SECONDS)
+            measured = latency.run(chain, RATE, PROFILE_SECONDS, work)
+            if spy is not None:
+                spy.wait(60)
+        finally:
+            stop()
+        return {"p99_while_profiled": measured.get("p99"), **figures.profile(out)}
 
 
 def throughput(bench: Bench) -> tuple[dict[str, list[dict[str, float]]], int]:
-    variants: dict[str, Callable[[], dict[str, float]]] = {
-        "aiokafka": lambda: bench.baseline("aiokafka"),
-        "faststream": lambda: bench.baseline("faststream"),
-        "service": bench.service,
-        "service_full_sampling": lambda: bench.service(**FULL_SAMPLING),
-    }
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
-    order = list(variants)
+    names = [
+        "aiokafka_batch",
+        "aiokafka",
+        "faststream",
+        "service",
+        "service_no_log_export",
+        "service_full_sampling",
+    ]
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     repeat = 0
     while repeat < REPEATS or (
-        summary([r["msgs_per_s"] for r in runs["aiokafka"]])["spread"] > STABLE_SPREAD
+        figures.ratio(runs, "service", "aiokafka_batch")["spread"] > figures.STABLE_SPREAD
         and repeat < MAX_REPEATS
     ):
-        start = repeat % len(order)  # interleaved, each repeat starting elsewhere
-        for name in order[start:] + order[:start]:
-            runs[name].append(variants[name]())
+        start = repeat % len(names)  # interleaved, each repeat starting elsewhere
+        for name in names[start:] + names[:start]:
+            runs[name].append(bench.variant(name))
         repeat += 1
         progress(
             f"repeat {repeat}: "
@@ -320,105 +372,105 @@ def throughput(bench: Bench) -> tuple[dict[str, list[dict[str, float]]], int]:
     return runs, repeat
 
 
-def provenance() -> dict[str, str]:
-    return {
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit(),
-        "chassis_version": chassis_release(),
-    }
+def latencies(bench: Bench) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {"service": [], "aiokafka": []}
+    for repeat in range(REPEATS):
+        for kind in ("service", "aiokafka")[:: 1 if repeat % 2 == 0 else -1]:
+            runs[kind].append(bench.latency(kind))
+        progress(
+            f"latency repeat {repeat + 1}: "
+            + ", ".join(f"{kind} p99={values[-1].get('p99')} ms" for kind, values in runs.items())
+        )
+    return runs
 
 
-def ratios(over: list[dict[str, float]], under: list[dict[str, float]], key: str) -> dict[str, Any]:
-    """Repeat by repeat; a run too short for a figure (a CPU time under the clock's tick,
-    in the smoke test) is left out."""
-    found = [o[key] / u[key] for o, u in zip(over, under, strict=True) if u[key] and o[key]]
-    return summary(found) if found else {"median": 0.0}
+def write_path(bench: Bench) -> dict[str, list[dict[str, Any]]]:
+    path = WritePath(
+        bench.kafka,
+        bench.postgres,
+        bench.stateful,
+        bench.stateful_script,
+        bench.env,
+        bench.logs,
+        PARTITIONS,
+    )
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in WRITE_VARIANTS}
+    for repeat in range(WRITE_REPEATS):
+        for name in WRITE_VARIANTS[:: 1 if repeat % 2 == 0 else -1]:
+            runs[name].append(path.run(name, RATE, WRITE_SECONDS, WARMUP, WRITE_WORKERS))
+        progress(
+            f"write path repeat {repeat + 1}: "
+            + ", ".join(
+                f"{name} p99={values[-1].get('p99')} ms, max {values[-1]['max_events_per_s']}/s"
+                for name, values in runs.items()
+            )
+        )
+    return runs
 
 
 def main() -> int:
+    docs = Path(os.environ.get("BENCH_OUTPUT", REPO / "docs"))
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         kafka = servers.Kafka(workdir / "kafka")
         consul = servers.Consul(workdir / "consul")
         jaeger = servers.Jaeger(workdir / "jaeger")
-        with servers.running(kafka, consul, jaeger):
+        logs = servers.VictoriaLogs(workdir / "victorialogs")
+        collector = servers.OtelCollector(
+            workdir / "otelcol", jaeger=jaeger, logs_endpoint=logs.otlp_endpoint
+        )
+        postgres = servers.Postgres(workdir / "postgres")
+        with servers.running(kafka, consul, jaeger, logs, collector, postgres):
             progress("servers running")
             services = Path(SERVICES) if SERVICES else workdir / "services"
-            bench = Bench(kafka, consul, jaeger, services, workdir / "logs")
-            settings = bench.client_settings()
-            sampling = bench.default_sampling()
+            platform = {"kafka": kafka, "consul": consul, "collector": collector}
+            bench = Bench(platform | {"postgres": postgres}, services, workdir / "logs")
+            settings = json.loads(bench.helper("settings"))
+            sampling = bench.helper("sampling")
+            progress("services installed")
             runs, repeats = throughput(bench)
             progress("throughput done")
-            latency: dict[str, dict[str, list[dict[str, Any]]]] = {}
-            for rate in RATES:
-                latency[str(rate)] = {"service": [], "aiokafka": []}
-                for _ in range(REPEATS):
-                    for kind in ("service", "aiokafka"):
-                        latency[str(rate)][kind].append(bench.latency(kind, rate))
-                progress(f"latency at {rate}/s done")
+            lat = latencies(bench)
+            progress(f"latency at {RATE}/s done")
+            curves = {kind: bench.curve(kind) for kind in ("service", "aiokafka")}
+            progress("load curves done")
+            profiles = {kind: bench.http_profile(kind) for kind in ("service", "aiokafka")}
+            progress("profiles done")
+            writes = write_path(bench)
+            progress("write path done")
             renders = [report.time_render(workdir / f"r{i}") for i in range(3)]
         progress("building the service's image")
         built = image.measure(bench.architect.directory)
-    low = latency[str(RATES[0])]
-    result = {
-        **provenance(),
-        "cpus": os.cpu_count(),
-        "messages_per_run": MESSAGES,
-        "repeats": repeats,
-        "repeats_asked": REPEATS,
-        "client_settings": settings,
-        "default_trace_sampling": sampling,
-        "throughput_msgs_per_s": {
-            name: summary([r["msgs_per_s"] for r in values]) for name, values in runs.items()
-        },
-        "throughput_ratio": ratios(runs["service"], runs["aiokafka"], "msgs_per_s"),
-        "throughput_ratio_vs_aiokafka": round(
-            ratios(runs["service"], runs["aiokafka"], "msgs_per_s")["median"], 3
-        ),
-        "throughput_ratio_full_sampling_vs_aiokafka": round(
-            ratios(runs["service_full_sampling"], runs["aiokafka"], "msgs_per_s")["median"], 3
-        ),
-        "cpu_ms_per_1000_messages": {
-            name: summary([r["cpu_ms_per_1000"] for r in values]) for name, values in runs.items()
-        },
-        "cpu_ratio_vs_aiokafka": round(
-            ratios(runs["service"], runs["aiokafka"], "cpu_ms_per_1000")["median"], 3
-        ),
-        "rss_mib_under_load": {
-            name: summary([r["rss_mib_load"] for r in values]) for name, values in runs.items()
-        },
-        "latency": {
-            rate: {
-                kind: {f"p{p}_ms": summary([r[f"p{p}"] for r in values]) for p in (50, 95, 99)}
-                | {"sent": [r["sent"] for r in values], "received": [r["received"] for r in values]}
-                | {
-                    f"p{p}_ms_{step}": summary([r[f"split_p{p}_{step}"] for r in values])
-                    for step in SPLIT_STEPS
-                    for p in (50, 99)
-                }
-                for kind, values in kinds.items()
-            }
-            for rate, kinds in latency.items()
-        },
-        "latency_rates_per_s": list(RATES),
-        "latency_seconds": SECONDS,
-        "latency_p50_ratio_vs_aiokafka": round(
-            ratios(low["service"], low["aiokafka"], "p50")["median"], 3
-        ),
-        "latency_p99_ratio_vs_aiokafka": round(
-            ratios(low["service"], low["aiokafka"], "p99")["median"], 3
-        ),
-        "startup_to_passing_s": summary(
-            [r["startup_s"] for kinds in latency.values() for r in kinds["service"]]
-        ),
-        "rss_mib_idle_service": summary(
-            [r["rss_mib_idle"] for kinds in latency.values() for r in kinds["service"]]
-        ),
-        "render_s": summary(renders),
-        "image": built,
-    }
-    docs = Path(os.environ.get("BENCH_OUTPUT", REPO / "docs"))
+    knees = {kind: latency.knee(points) for kind, points in curves.items()}
     docs.mkdir(parents=True, exist_ok=True)
+    latency.plot(
+        {report.CHAINS[kind]: points for kind, points in curves.items()},
+        {report.CHAINS[kind]: knee for kind, knee in knees.items()},
+        docs / "latency-curve.svg",
+    )
+    result = figures.assemble(
+        sizes={
+            "repeats": repeats,
+            "repeats_asked": REPEATS,
+            "steady_seconds": SECONDS,
+            "warmup_seconds": WARMUP,
+            "latency_rate_per_s": RATE,
+            "latency_seconds": LATENCY_SECONDS,
+            "curve_seconds": CURVE_SECONDS,
+            "write_seconds": WRITE_SECONDS,
+            "write_workers": WRITE_WORKERS,
+        },
+        settings=settings,
+        sampling=sampling,
+        runs=runs,
+        lat=lat,
+        curves=curves,
+        knees=knees,
+        profiles=profiles,
+        writes=writes,
+        renders=renders,
+        built=built,
+    )
     (docs / "benchmarks.json").write_text(json.dumps(result, indent=2) + "\n")
     (docs / "benchmarks.md").write_text(report.markdown(result))
     print((docs / "benchmarks.md").read_text())

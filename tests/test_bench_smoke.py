@@ -1,8 +1,11 @@
 """`make bench` at a tiny size, so the harness cannot rot between benchmark runs.
 
-About 40 s once the two services are installed. They are kept in a cache
-directory named by a hash of the template, so a changed template is rendered
-and installed afresh (that first run takes a few minutes more).
+Every part runs, at sizes that only prove the harness works: each throughput
+variant, latency through both chains with the open-loop generator (vegeta), both
+load curves and latency-curve.svg, the HTTP path's profiles and the write path
+against the bare dual write. About two minutes once the services are installed.
+They are kept in a cache directory named by a hash of the template, so a changed
+template is rendered and installed afresh (that first run takes a few minutes more).
 """
 
 from __future__ import annotations
@@ -51,12 +54,20 @@ def installed_services_dir() -> Path:
 def test_bench_harness_writes_both_documents(tmp_path: Path) -> None:
     env = {
         **os.environ,
-        "BENCH_MESSAGES": "500",
+        "BENCH_MESSAGES": "3000",
+        "BENCH_SECONDS": "1",
+        "BENCH_WARMUP": "0.5",
         "BENCH_REPEATS": "1",
         "BENCH_MAX_REPEATS": "1",
         "BENCH_RATE": "10",
-        "BENCH_HIGH_RATE": "20",
-        "BENCH_SECONDS": "2",
+        "BENCH_LATENCY_SECONDS": "2",
+        "BENCH_CURVE_RATES": "10,20",
+        "BENCH_CURVE_SECONDS": "1",
+        "BENCH_CURVE_CEILING": "20",
+        "BENCH_WRITE_REPEATS": "1",
+        "BENCH_WRITE_SECONDS": "1",
+        "BENCH_WRITE_WORKERS": "2",
+        "BENCH_PROFILE_SECONDS": "2",
         "BENCH_OUTPUT": str(tmp_path),
         "BENCH_SERVICES": str(installed_services_dir()),
         "CONSUL_CHECK_INTERVAL": "1s",  # the services pass sooner; the default is 5 s
@@ -76,14 +87,34 @@ def test_bench_harness_writes_both_documents(tmp_path: Path) -> None:
             stdout, stderr = bench.communicate(timeout=60)
     assert bench.returncode == 0, stdout[-4000:] + stderr[-4000:]
     figures = json.loads((tmp_path / "benchmarks.json").read_text())
-    assert figures["throughput_ratio_vs_aiokafka"] > 0
-    assert figures["throughput_ratio_full_sampling_vs_aiokafka"] > 0
-    variants = {"service", "service_full_sampling", "faststream", "aiokafka"}
+    for key in (
+        "throughput_ratio_vs_aiokafka_batch",
+        "throughput_ratio_vs_aiokafka",
+        "throughput_ratio_full_sampling_vs_aiokafka_batch",
+        "latency_p99_ratio_vs_aiokafka",
+        "write_path_p99_ratio_vs_dual_write",
+        "write_path_throughput_ratio_vs_dual_write",
+    ):
+        assert figures[key] > 0, key
+        assert figures["goals"][key]["met"] in (True, False)
+    variants = {
+        "service",
+        "service_no_log_export",
+        "service_full_sampling",
+        "faststream",
+        "aiokafka",
+        "aiokafka_batch",
+    }
     assert set(figures["throughput_msgs_per_s"]) == variants
-    for rate in figures["latency"].values():
-        for chain in rate.values():
-            assert chain["received"] == chain["sent"]
-    assert figures["latency_p99_ratio_vs_aiokafka"] > 0
+    for chain in figures["latency"].values():  # every request's audit, broker-stamped
+        assert chain["received"]["runs"] == chain["sent"]["runs"]
+    assert set(figures["latency_knee_rps"]) == {"service", "aiokafka"}
+    assert all(len(points) >= 2 for points in figures["latency_curve"].values())
+    assert all(p["samples"] > 0 for p in figures["http_path_profile"].values())
+    for variant in figures["write_path"].values():
+        assert variant["received"]["runs"] == variant["sent"]["runs"]
+        assert variant["max_events_per_s"]["median"] > 0
+    assert (tmp_path / "latency-curve.svg").read_text().lstrip().startswith("<?xml")
     assert figures["client_settings"]["producer"]["acks"] == "all"
     assert figures["image"]["image_mb"] > figures["image"]["base_mb"] > 0, figures["image"]
     markdown = (tmp_path / "benchmarks.md").read_text()
