@@ -168,7 +168,8 @@ def cmd_contracts(args: argparse.Namespace) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 1
         print(f"contracts: wrote {' and '.join(str(path) for path in paths)}")
-    verdict = f"{len(report.failures)} problems" if report.failures else "every reader can read"
+    count = len(report.failures)
+    verdict = f"{count} problem{'s' * (count != 1)}" if count else "every reader can read"
     print(f"contracts: {len(found)} services, {report.pairs} producer-consumer pairs: {verdict}")
     return 1 if report.failures else 0
 
