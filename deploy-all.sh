@@ -385,6 +385,14 @@ cmd_status() {
 
 cmd_logs() {
   local service="${1:-}"
+  if [[ "$service" == openbao ]]; then  # its audit log: which service read which path
+    if [[ "$MODE" == docker ]]; then
+      compose exec -T openbao cat /openbao/logs/audit.log | step openbao-audit --file -
+    else
+      step openbao-audit --file "$STATE_DIR/infra/openbao/audit.log"
+    fi
+    return
+  fi
   if [[ "$MODE" == docker ]]; then
     compose logs --tail 200 ${service:+"$service"}
     return

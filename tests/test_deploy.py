@@ -5,8 +5,9 @@ directory, and checks the result in the real Consul, Jaeger and Prometheus it
 started (the request's trace in Jaeger, its logs in VictoriaLogs through the
 collector). The services are a copy of services/ in which the team has edited
 value-architect's handler, as teams do: the platform runs their code as it is.
-value-architect keeps state (`database = "postgres"`): it gets its own database through
-DATABASE_URL_FILE, and `status` shows it with its outbox backlog.
+value-architect keeps state (`database = "postgres"`): it gets its own database, with
+short-lived credentials from OpenBao (its AppRole as 0600 files, nothing secret in its
+environment), and `status` shows it with its outbox backlog.
 The last test brings everything down and checks no process is left.
 """
 
@@ -23,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -34,7 +36,6 @@ from platform_native.services import passing_instances
 
 from . import jaeger
 from .conftest import REPO
-from .postgres_clients import psql
 from .telemetry import ANSI, json_line_problems
 
 pytestmark = pytest.mark.infra
@@ -233,18 +234,40 @@ def test_alerts_are_wired_and_up_prints_the_alertmanager(
     assert active.startswith(env["ALERTMANAGER_URL"])
 
 
-def test_the_service_gets_its_database_as_a_file(
-    state_dir: Path, first_up: subprocess.CompletedProcess[str]
+def test_no_service_has_a_secret_in_its_environment_and_openbao_issued_its_database_login(
+    state_dir: Path, env: dict[str, str], first_up: subprocess.CompletedProcess[str]
 ) -> None:
-    """DATABASE_URL_FILE names a 0600 file; the DSN in it reaches the service's database."""
+    """Only OpenBao's address and the paths of the AppRole's 0600 files; the database's
+    DSN without a password; the audit log shows the service taking its credentials."""
     assert re.search(r"^ +PostgreSQL +postgresql://127\.0\.0\.1:\d+ ", first_up.stdout, re.M)
-    record = json.loads((state_dir / "services.json").read_text())["value-architect"]
-    environ = Path(f"/proc/{record['pid']}/environ").read_bytes().decode().split("\0")
-    [url_file] = [v.split("=", 1)[1] for v in environ if v.startswith("DATABASE_URL_FILE=")]
-    assert not [v for v in environ if "postgresql://" in v]  # the password is in no variable
-    assert stat.S_IMODE(Path(url_file).stat().st_mode) == 0o600
-    answer = psql(Path(url_file).read_text().strip(), "SELECT current_database()")
-    assert answer.stdout.strip() == "value_architect", answer.stderr
+    records = json.loads((state_dir / "services.json").read_text())
+    for name, record in records.items():
+        raw = Path(f"/proc/{record['pid']}/environ").read_bytes().decode().split("\0")
+        environ = dict(v.split("=", 1) for v in raw if "=" in v)
+        named = re.compile(r"(PASSWORD|TOKEN|SECRET|SECRET_ID|ROLE_ID)$")
+        assert not [k for k, v in environ.items() if v and named.search(k)], name
+        assert not [k for k, v in environ.items() if urlsplit(v).password], name
+        for variable in ("VAULT_ROLE_ID_FILE", "VAULT_SECRET_ID_FILE"):
+            assert stat.S_IMODE(Path(environ[variable]).stat().st_mode) == 0o600
+    environ = dict(
+        v.split("=", 1)
+        for v in Path(f"/proc/{records['value-architect']['pid']}/environ")
+        .read_bytes()
+        .decode()
+        .split("\0")
+        if "=" in v
+    )
+    assert environ["VAULT_DATABASE_ROLE"] == "value-architect"
+    assert urlsplit(environ["DATABASE_URL"]).path == "/value_architect"
+    audit = (state_dir / "infra" / "openbao" / "audit.log").read_text().splitlines()
+    issued = [
+        entry
+        for entry in map(json.loads, audit)
+        if entry["type"] == "response"
+        and entry["request"]["path"] == "database/creds/value-architect"
+        and (entry.get("auth") or {}).get("metadata", {}).get("role_name") == "value-architect"
+    ]
+    assert issued
 
 
 def test_second_up_changes_nothing(state_dir: Path, env: dict[str, str]) -> None:

@@ -154,6 +154,19 @@ def test_a_service_reads_its_own_path_and_is_refused_another_one_and_the_audit_l
     refused = [e for e in entries if by_alpha(e, "secret/data/services/beta")]
     assert read and "error" not in read[-1], read
     assert refused and "permission denied" in refused[-1].get("error", ""), refused
+    # `./deploy-all.sh logs openbao`: one line per answer, the service and its path.
+    shown = openbao.audit_lines(secrets.bao.audit_log.read_text().splitlines(), tail=10_000)
+    assert [
+        line
+        for line in shown
+        if " alpha " in line and line.endswith("read    secret/data/services/alpha  ok")
+    ]
+    assert [
+        line
+        for line in shown
+        if " alpha " in line
+        and line.endswith("read    secret/data/services/beta  refused: permission denied")
+    ]
     # The audit log holds no secret value in the clear (HMAC'd).
     text = secrets.bao.audit_log.read_text()
     assert not [value for value in SECRETS["alpha"].values() if value in text]

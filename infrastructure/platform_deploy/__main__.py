@@ -15,6 +15,7 @@ python -m platform_deploy alerts    --alertmanager http://127.0.0.1:9093
 python -m platform_deploy addresses --state-dir .platform [--docker]
 python -m platform_deploy new       billing-api http_port=8021
 python -m platform_deploy contracts [--graph [--out-dir docs]]
+python -m platform_deploy openbao-audit --file .platform/infra/openbao/audit.log  # or - (stdin)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from platform_deploy import (
     kong,
     native_services,
     new,
+    openbao,
     topics,
     topology,
     wheelhouse,
@@ -174,6 +176,18 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+def cmd_openbao_audit(args: argparse.Namespace) -> int:
+    """OpenBao's audit log as one line per answer: which service read which path."""
+    try:
+        text = sys.stdin.read() if str(args.file) == "-" else args.file.read_text()
+    except OSError as error:
+        print(f"no OpenBao audit log: {error}", file=sys.stderr)
+        return 1
+    for line in openbao.audit_lines(text.splitlines()):
+        print(line)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The subcommands and their options."""
     root = argparse.ArgumentParser(prog="python -m platform_deploy")
@@ -234,6 +248,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--graph", action="store_true", help="also draw topology.svg and .md")
     sub.add_argument("--out-dir", type=Path, default=REPO / "docs")
     sub.set_defaults(func=cmd_contracts)
+
+    sub = commands.add_parser("openbao-audit", help=cmd_openbao_audit.__doc__)
+    sub.add_argument("--file", type=Path, required=True, help="the audit log, or - for stdin")
+    sub.set_defaults(func=cmd_openbao_audit)
 
     sub = commands.add_parser("addresses", help=cmd_addresses.__doc__)
     sub.add_argument("--state-dir", type=Path, required=True)

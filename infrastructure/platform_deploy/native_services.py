@@ -1,5 +1,10 @@
 """The services as local processes (native mode): install once, start detached, stop.
 
+Their secrets come from OpenBao: before they start, its bootstrap (platform_deploy.openbao)
+gives each service (one added by `new` too) its policy, AppRole and KV path, and a
+database role when it declares a database; a service gets only OpenBao's address and the
+paths of its AppRole files (0600), never a password, token or secret id in its environment.
+
 What runs is recorded in ``<state-dir>/services.json`` so a second `up`
 changes nothing and `down` stops exactly those processes.
 """
@@ -13,9 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from platform_deploy import databases
+from platform_deploy import databases, openbao
 from platform_deploy.discovery import REPO, discover
 from platform_native import progress
+from platform_native.databases import role_name
 from platform_native.processes import HOST, pid_alive, stop_process_group
 from platform_native.services import ServiceProcess, install
 
@@ -62,7 +68,15 @@ def start(services_dir: Path, state_dir: Path) -> int:
         print("the native infrastructure is not running (no state.json)", file=sys.stderr)
         return 1
     records = _read_json(state_dir / SERVICES_FILE)
-    for info in discover(services_dir):
+    found = discover(services_dir)
+    stateful = [info.name for info in found if info.database]
+    try:
+        url, credentials = openbao.native(state_dir, [info.name for info in found], stateful)
+    except (openbao.BootstrapError, OSError) as error:
+        print(f"OpenBao: {error}", file=sys.stderr)
+        return 1
+    progress.say(f"    OpenBao: a policy, an AppRole and a secret path per service ({url})")
+    for info in found:
         record = records.get(info.name)
         if record and _alive(record):
             progress.say(f"    {info.name}: already running (pid {record['pid']})")
@@ -82,12 +96,14 @@ def start(services_dir: Path, state_dir: Path) -> int:
             **LOCAL_SERVICE_ENV,
             "LOG_LEVELS": f"{info.package}=DEBUG",  # the team's own lines, not the libraries'
         }
-        if info.database:  # a file's path, never the password itself, in its environment
-            url_file = databases.native(state_dir).url_file(info.name)
-            if not url_file.exists():
-                print(f"{info.name}: no database yet ({url_file} is missing)", file=sys.stderr)
+        env |= openbao.native_services_env(credentials[info.name], url)
+        if info.database:  # the database's address; OpenBao gives short-lived credentials
+            server = databases.native(state_dir)
+            if not server.url_file(info.name).exists():
+                print(f"{info.name}: no database yet (`databases` makes it)", file=sys.stderr)
                 return 1
-            env["DATABASE_URL_FILE"] = str(url_file)
+            env["DATABASE_URL"] = f"postgresql://{server.address}/{role_name(info.name)}"
+            env["VAULT_DATABASE_ROLE"] = info.name
         log_path = state_dir / "logs" / f"{info.name}.log"
         process = ServiceProcess(info, script, env, log_path, info.http_port).start()
         records[info.name] = {

@@ -6,7 +6,8 @@ kept): a second run changes nothing that holds, and a service added since (`new`
 its policy and role. What it sets up, per service NAME:
 
 - ``secret/data/services/NAME`` (KV v2): the service's secrets, keyed by the chassis'
-  setting names (``kafka_sasl_password``, ``consul_http_token``);
+  setting names (``kafka_sasl_password``, ``consul_http_token``); made even when empty
+  (the native platform's Kafka and Consul need none), keys set by hand are kept;
 - ``database/creds/NAME``: short-lived PostgreSQL credentials, a login role that is a
   member of the service's own role and acts as it (``SET role``), so every table stays
   the service role's when the credentials are revoked;
@@ -23,14 +24,16 @@ through the API); the bootstrap checks one is on. Uses hvac, so it runs in the .
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import hvac
 import hvac.exceptions
 
-from platform_native.databases import role_name, write_secret
+from platform_native.databases import SUPERUSER, role_name, write_secret
+from platform_native.servers.openbao import initialise_and_unseal
 
 KV_MOUNT = "secret"
 DATABASE_MOUNT = "database"
@@ -180,12 +183,12 @@ def ensure_service(
             policies=[policy_name(service)],
             ttl=TOKEN_TTL,
         )
-    if secrets:
-        current = _read_kv(client, service)
-        if current != dict(secrets):
-            client.secrets.kv.v2.create_or_update_secret(
-                kv_path(service), secret=dict(secrets), mount_point=KV_MOUNT
-            )
+    current = _read_kv(client, service)
+    wanted = {**(current or {}), **secrets}  # what someone else put there stays
+    if wanted != current:  # also an empty secret: the service's path always exists
+        client.secrets.kv.v2.create_or_update_secret(
+            kv_path(service), secret=wanted, mount_point=KV_MOUNT
+        )
     folder = credentials_dir / service
     role_id = client.auth.approle.read_role_id(service)["data"]["role_id"]
     credentials = Credentials(folder / "role_id", folder / "secret_id")
@@ -240,3 +243,70 @@ def bootstrap(
     except hvac.exceptions.VaultError as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise BootstrapError(f"openbao bootstrap failed: {first}") from error
+
+
+# -- the native platform (`platform_native up` recorded the servers in state.json)
+
+
+def native_services_env(credentials: Credentials, url: str) -> dict[str, str]:
+    """What a service gets to reach OpenBao: its address and its AppRole files' paths."""
+    return {
+        "VAULT_ADDR": url,
+        "VAULT_ROLE_ID_FILE": str(credentials.role_id_file),
+        "VAULT_SECRET_ID_FILE": str(credentials.secret_id_file),
+    }
+
+
+def native(
+    state_dir: Path, services: Sequence[str], database_services: Sequence[str]
+) -> tuple[str, dict[str, Credentials]]:
+    """Bootstrap the native OpenBao for ``services``; return its URL and their credentials
+    (in ``<state-dir>/openbao/<service>/``). Its database engine uses the native
+    PostgreSQL's superuser; credentials last an hour, renewable for a day."""
+    servers = json.loads((state_dir / "infra" / "state.json").read_text())["servers"]
+    try:
+        bao, postgres = servers["openbao"], servers["postgres"]
+    except KeyError as error:
+        raise BootstrapError(f"no native {error} recorded: ./deploy-all.sh --native up") from None
+    url = bao["addresses"]["url"]
+    token = initialise_and_unseal(url, Path(bao["workdir"]) / "secrets")
+    password_file = Path(postgres["addresses"]["superuser_password_file"])
+    admin = PostgresAdmin(
+        postgres["addresses"]["address"],
+        SUPERUSER,
+        password_file.read_text().strip(),
+    )
+    found = bootstrap(
+        hvac.Client(url=url, token=token),
+        services,
+        state_dir / "openbao",
+        database=admin if database_services else None,
+        database_services=database_services,
+    )
+    return url, found
+
+
+# -- `./deploy-all.sh logs openbao`: who read which path
+
+
+def audit_lines(lines: Iterable[str], tail: int = 200) -> list[str]:
+    """One line per answer in OpenBao's audit log (JSON lines): when, which service (its
+    AppRole or Kubernetes role), what it did on which path, and whether it was refused."""
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("type") != "response":
+            continue
+        auth = entry.get("auth") or {}
+        who = (auth.get("metadata") or {}).get("role_name") or auth.get("display_name") or "-"
+        request = entry.get("request") or {}
+        error = entry.get("error")
+        reasons = [part.strip(" \t*") for part in str(error or "").splitlines()]
+        result = f"refused: {[r for r in reasons if r][-1]}" if error else "ok"
+        when = str(entry.get("time", ""))[:19].replace("T", " ")
+        operation, path = request.get("operation", "?"), request.get("path", "?")
+        found.append(f"{when}  {who:<24} {operation:<7} {path}  {result}")
+    return found[-tail:]

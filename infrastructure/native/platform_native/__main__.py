@@ -38,6 +38,7 @@ from platform_native.servers import (
     Consul,
     Jaeger,
     Kafka,
+    OpenBao,
     OtelCollector,
     Postgres,
     Prometheus,
@@ -56,8 +57,8 @@ STATE_FILE = "state.json"
 def server_names(kafka_brokers: int) -> tuple[str, ...]:
     """What `up` starts, by name; a recorded run with other servers is restarted."""
     kafka = ("kafka", *(f"kafka-{n}" for n in range(2, kafka_brokers + 1)))
-    return ("consul", "jaeger", "victorialogs", "otelcol", *kafka, "postgres", "prometheus",
-            *Alerting.NAMES)  # fmt: skip
+    return ("consul", "jaeger", "victorialogs", "otelcol", *kafka, "postgres", "openbao",
+            "prometheus", *Alerting.NAMES)  # fmt: skip
 
 
 def client_env(
@@ -219,6 +220,8 @@ def print_addresses(state: dict[str, Any]) -> None:
         ("Alert log", servers["alert-log"]["addresses"]["file"]),
         ("Kafka", state["env"]["KAFKA_BOOTSTRAP_SERVERS"]),
         ("PostgreSQL", servers["postgres"]["addresses"]["url"]),
+        ("OpenBao", servers["openbao"]["addresses"]["url"]),
+        ("OpenBao audit", servers["openbao"]["addresses"]["audit_log"]),
         ("OTLP (HTTP)", servers["otelcol"]["addresses"]["otlp_http"]),
         ("Logs UI", servers["victorialogs"]["addresses"]["ui"]),
         ("Logs query", servers["victorialogs"]["addresses"]["query_url"]),
@@ -258,6 +261,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     kafka = KafkaCluster(state_dir, args.kafka_brokers, detach=True)
     postgres = Postgres(state_dir / "postgres", detach=True)
+    openbao = OpenBao(state_dir / "openbao", detach=True)  # its bootstrap: platform_deploy
     alerting = Alerting.create(state_dir, kafka.bootstrap, detach=True)
     prometheus = Prometheus(
         state_dir / "prometheus", peers=[consul, jaeger, *kafka.nodes, *alerting], detach=True
@@ -269,7 +273,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             _start(server)
             started.append(server)
         _start_kafka(kafka, started)
-        for server in (postgres, *alerting, prometheus):
+        for server in (postgres, openbao, *alerting, prometheus):
             _start(server)
             started.append(server)
         topics = [t for t in (args.topics or "").split(",") if t]
