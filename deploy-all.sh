@@ -374,7 +374,7 @@ cmd_status() {
   if [[ "$MODE" == docker ]]; then
     compose ps
   elif ! native status --state-dir "$STATE_DIR/infra"; then
-    die "the native infrastructure is not running: ./deploy-all.sh up"
+    die "the native infrastructure is not (wholly) running or Kafka is not in sync (above): ./deploy-all.sh up"
   fi
   local healthy=0
   step status --consul "$(consul_addr)" || healthy=$?
