@@ -6,9 +6,15 @@ names them in OPENBAO_TEST_* variables.
 """
 
 import asyncio
+import json
 import os
 import re
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -249,3 +255,65 @@ async def test_rotating_credentials_under_load_fail_no_request_and_lose_no_row(
     assert failed == []
     assert stored == written == n
     assert rotations >= int(ROTATION_SECONDS // 30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ready_answer(port: int) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2):
+            return 200, ""
+    except urllib.error.HTTPError as error:
+        return error.code, str(json.loads(error.read()).get("reason", ""))
+    except OSError:
+        return 0, ""
+
+
+@pytest.mark.usefixtures("alpha")
+def test_a_service_started_while_openbao_is_sealed_is_not_ready_with_the_reason_and_retries(
+    tmp_path: Path,
+) -> None:
+    """The process serves /health/ready as 503 naming the sealed server, then starts
+    for real once it is unsealed (its next reason is Kafka's, which is not running here)."""
+    port = free_port()
+    env = {**os.environ, "HTTP_PORT": str(port), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    log = tmp_path / "service.log"
+    script = "from tests.example import create_service\nfrom event_chassis.server import run\n"
+    root().sys.seal()
+    try:
+        with log.open("w") as out:
+            process = subprocess.Popen(  # noqa: S603  (this interpreter, our script)
+                [sys.executable, "-c", script + "run(create_service)"],
+                cwd=Path(__file__).parents[1],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        waiting = poll(port, lambda reason: reason.startswith("secrets: "), process)
+    finally:
+        unseal()
+    try:
+        started = poll(port, lambda reason: "Kafka" in reason, process, 30)
+    finally:
+        process.terminate()
+        process.wait(30)
+    sealed = f"secrets: OpenBao at {ADDR} is sealed (the approle login): unseal it first"
+    assert waiting == (503, sealed)
+    assert started[0] == 503
+    assert "secrets read: starting" in log.read_text()
+
+
+def poll(
+    port: int, wanted: Callable[[str], bool], process: subprocess.Popen[bytes], seconds: float = 20
+) -> tuple[int, str]:
+    """/health/ready's status and reason once the reason is ``wanted``."""
+    deadline = time.monotonic() + seconds
+    while not wanted((answer := ready_answer(port))[1]):
+        assert process.poll() is None, "the service exited"
+        assert time.monotonic() < deadline, f"timed out; last answer {answer}"
+        time.sleep(0.2)
+    return answer

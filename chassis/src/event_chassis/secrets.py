@@ -30,8 +30,8 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 SECRETS = "secrets"  # the readiness component
 # Which source gave each secret field of the settings made last (file, openbao, environment).
 _sources: ContextVar[dict[str, str]] = ContextVar("secret_sources")
+# True while settings are made without asking the server (see `without_vault`).
+_skip_vault: ContextVar[bool] = ContextVar("skip_vault", default=False)
 
 
 _WRAPPING = re.compile(r"^\d+ errors? occurred:$")
@@ -127,7 +129,7 @@ class VaultSecrets(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         config = SecretsConfig()
-        if not (config.vault_addr and config.vault_kv):
+        if not (config.vault_addr and config.vault_kv) or _skip_vault.get():
             return {}
         fields = self.settings_cls.model_fields
         service = str(
@@ -168,6 +170,17 @@ def _current() -> dict[str, str]:
 
 def _record(name: str, source: str) -> None:
     _sources.set({**_current(), name: source})
+
+
+@contextmanager
+def without_vault() -> Iterator[None]:
+    """Settings made meanwhile skip the server: what a service needs to say, on its own
+    port, why it is not ready while its secrets cannot be read."""
+    token = _skip_vault.set(True)
+    try:
+        yield
+    finally:
+        _skip_vault.reset(token)
 
 
 def start_recording() -> None:

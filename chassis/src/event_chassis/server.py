@@ -16,10 +16,13 @@ from contextlib import suppress
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from opentelemetry import trace
 
 from . import logs, secrets
 from .service import Service
+from .settings import ServiceSettings
 
 
 class Server(uvicorn.Server):
@@ -35,17 +38,88 @@ class Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+RETRY_SECONDS = 5.0  # how often a service waiting for its secrets tries again
+
+
+def wait_for_secrets(
+    create_service: Callable[[], Service], settings: ServiceSettings, reason: str
+) -> Service | None:
+    """Serve /health/live, and /health/ready as 503 with the reason, while the service's
+    secrets cannot be read (OpenBao unreachable or sealed, a refused login, a missing
+    path): try again every RETRY_SECONDS, reading the files anew; the service once they
+    could be read, None if the process was told to stop meanwhile."""
+    logger = logging.getLogger("event_chassis.secrets")
+    logger.error("not ready: %s; trying again every %.0fs", reason, RETRY_SECONDS)
+    said = [reason]
+    app = FastAPI(openapi_url=None)
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/health/ready")
+    async def ready() -> JSONResponse:
+        answer = {"status": "not ready", "reason": f"secrets: {said[0]}"}
+        return JSONResponse(answer, status_code=503)
+
+    config = uvicorn.Config(
+        app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    found: list[Service] = []
+
+    async def retry() -> None:
+        while not server.should_exit:
+            await asyncio.sleep(RETRY_SECONDS)
+            try:
+                found.append(await asyncio.to_thread(create_service))
+            except secrets.SecretsError as error:
+                if str(error) != said[0]:
+                    logger.error("not ready: %s", error)
+                said[0] = str(error)
+                continue
+            logger.info("secrets read: starting")
+            server.should_exit = True
+
+    async def serve() -> None:
+        task = asyncio.create_task(retry())
+        try:
+            await server.serve()
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(serve())
+    return found[0] if found else None
+
+
 def run(create_service: Callable[[], Service], argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        service = create_service()
+        service: Service | None = create_service()
+        problem = None
     except secrets.SecretsError as error:  # one line, e.g. OpenBao unreachable or sealed
-        sys.exit(f"cannot start: {error}")
-    if arguments[:1] == ["asyncapi"]:
+        if arguments[:1] == ["asyncapi"]:
+            sys.exit(f"cannot start: {error}")
+        service, problem = None, error
+    if service is not None and arguments[:1] == ["asyncapi"]:
         print(service.asyncapi().to_specification().to_json())
         return
+    if service is None:
+        try:
+            with secrets.without_vault():  # its settings, to serve health on its own port
+                waiting = create_service().settings
+        except secrets.SecretsError:  # a file, not the server: nothing to wait for
+            sys.exit(f"cannot start: {problem}")
+        provider = logs.configure(waiting)
+        service = wait_for_secrets(create_service, waiting, str(problem))
+        if service is None:  # stopped while waiting
+            logs.shutdown(provider)
+            sys.exit(f"cannot start: {problem}")
+    else:
+        provider = logs.configure(service.settings)
     settings = service.settings
-    provider = logs.configure(settings)
     for warning in secrets.environment_warnings(settings.secret_sources):
         logging.getLogger("event_chassis.secrets").warning("%s", warning)
     # The service's provider is the global one, for spans created by the team's code.
