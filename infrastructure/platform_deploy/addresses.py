@@ -35,14 +35,17 @@ def docker_rows() -> list[tuple[str, str]]:
 
 def native_rows(infra_state: Path, kong_config: Path) -> list[tuple[str, str]]:
     """The native servers' addresses, from the state.json that `up` wrote."""
-    servers = json.loads(infra_state.read_text())["servers"]
+    state = json.loads(infra_state.read_text())
+    servers = state["servers"]
+    # Every broker's address (--kafka-brokers 3), as the services get it.
+    kafka = state.get("env", {}).get("KAFKA_BOOTSTRAP_SERVERS")
     return [
         ("Consul UI", servers["consul"]["addresses"]["ui"]),
         ("Jaeger UI", servers["jaeger"]["addresses"]["query_url"]),
         ("Prometheus", servers["prometheus"]["addresses"]["url"]),
         ("Alertmanager", servers["alertmanager"]["addresses"]["url"]),
         ("Alert log", f"{servers['alert-log']['addresses']['file']}  (every alert, JSON lines)"),
-        ("Kafka", servers["kafka"]["addresses"]["bootstrap"]),
+        ("Kafka", kafka or servers["kafka"]["addresses"]["bootstrap"]),
         ("PostgreSQL", f"{servers['postgres']['addresses']['url']}  {DATABASES_HINT}"),
         ("OTLP (HTTP)", servers["otelcol"]["addresses"]["otlp_http"]),
         ("Logs UI", servers["victorialogs"]["addresses"]["ui"]),
