@@ -1,10 +1,11 @@
 """Run the platform's real servers natively, without Docker.
 
-Kafka, Consul, Jaeger v2, Prometheus, the OpenTelemetry Collector and
-VictoriaLogs (plus the decK CLI) are built from the package registries at
-pinned versions (versions.py) into a cache outside the repository
-(~/.cache/event-platform) and started on 127.0.0.1 with free ports, from the
-same config files Compose mounts (configs.py). PostgreSQL is Debian's
+Kafka (one broker, or three: ``up --kafka-brokers 3``), Consul, Jaeger v2,
+Prometheus, the OpenTelemetry Collector and VictoriaLogs (plus the decK CLI)
+are built from the package registries at pinned versions (versions.py) into
+a cache outside the repository (~/.cache/event-platform) and started on
+127.0.0.1 with free ports, from the same config files Compose mounts
+(configs.py). PostgreSQL is Debian's
 postgresql-15 package (apt.py installs it as root), run the same way.
 
 What it needs: Python 3.11+ and only its standard library (it runs before any

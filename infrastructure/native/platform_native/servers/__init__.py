@@ -1,6 +1,7 @@
 """The platform's servers, one module each, behind one interface (servers.base.Server).
 
     kafka.py       Kafka (KRaft), jars from Maven Central
+    kafka_cluster.py  N Kafka nodes in one quorum (`up --kafka-brokers 3`), and the ISR
     consul.py      Consul, from infrastructure/consul/consul.hcl
     jaeger.py      Jaeger v2, from infrastructure/jaeger/config.yaml
     prometheus.py  Prometheus, from infrastructure/prometheus/prometheus.yml
