@@ -27,7 +27,7 @@ from platform_deploy import databases
 from platform_deploy.__main__ import main as deploy_step
 from platform_native.databases import Databases
 from platform_native.processes import free_ports
-from platform_native.servers import Postgres, running
+from platform_native.servers import Kafka, Postgres, running
 from tests.harness.docker.compose import build_plugins
 
 from .conftest import REPO, Platform
@@ -163,6 +163,16 @@ def test_the_kafka_cluster_override_runs_three_brokers_in_one_quorum(
     ports = [(p["host_ip"], p["published"]) for b in brokers.values() for p in b["ports"]]
     assert ports == [("127.0.0.1", "9094"), ("127.0.0.1", "9096"), ("127.0.0.1", "9097")]
     assert len({b["volumes"][0]["source"] for b in brokers.values()}) == 3
+    # The native three-broker settings (platform_native) are the override's.
+    native = Kafka(tmp_path / "kafka", jars=tmp_path, replication=3)
+    replicated = {
+        key: value
+        for key, value in native.properties().items()
+        if "replication" in key or "isr" in key or "insync" in key or "lag.time" in key
+    }
+    assert len(replicated) == 8, replicated
+    env = brokers["kafka-2"]["environment"]
+    assert {k: str(env[f"KAFKA_{k.upper().replace('.', '_')}"]) for k in replicated} == replicated
 
 
 @pytest.mark.infra
