@@ -293,11 +293,11 @@ def test_a_service_started_while_openbao_is_sealed_is_not_ready_with_the_reason_
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        waiting = poll(port, lambda reason: reason.startswith("secrets: "), process)
+        waiting = poll(port, lambda reason: reason.startswith("secrets: "), process, 60)
     finally:
         unseal()
     try:
-        started = poll(port, lambda reason: "Kafka" in reason, process, 30)
+        started = poll(port, lambda reason: "Kafka" in reason, process, 60)
     finally:
         process.terminate()
         process.wait(30)
