@@ -324,6 +324,7 @@ def test_sigkill_of_the_partition_leader_loses_nothing(
     assert same_process, run.process.log_tail()
 
 
+@pytest.mark.report_only
 def test_rolling_restart_of_all_three_brokers_loses_nothing(
     platform: Platform, cluster: KafkaCluster, architect: Installed
 ) -> None:
@@ -354,6 +355,7 @@ def test_rolling_restart_of_all_three_brokers_loses_nothing(
     assert same_process, run.process.log_tail()
 
 
+@pytest.mark.report_only
 def test_two_brokers_down_refuses_writes_reports_unready_and_loses_nothing(
     platform: Platform, cluster: KafkaCluster, architect: Installed
 ) -> None:
@@ -404,6 +406,7 @@ def test_two_brokers_down_refuses_writes_reports_unready_and_loses_nothing(
     assert same_process, run.process.log_tail()
 
 
+@pytest.mark.report_only
 def test_a_frozen_broker_sigstop_sigcont_the_cluster_and_service_go_on(
     platform: Platform, cluster: KafkaCluster, architect: Installed
 ) -> None:
