@@ -145,6 +145,20 @@ def configure_database(
         )
 
 
+def configure_kubernetes(
+    client: hvac.Client, host: str, ca_pem: str, reviewer_jwt: str | None = None
+) -> None:
+    """Kubernetes auth against the cluster at ``host``: a pod's service-account token is
+    checked with the API server's TokenReview (as ``reviewer_jwt``, or the pod's own token
+    when that is None); the Helm chart's SecretStore logs in this way."""
+    client.auth.kubernetes.configure(
+        kubernetes_host=host,
+        kubernetes_ca_cert=ca_pem,
+        token_reviewer_jwt=reviewer_jwt,
+        disable_local_ca_jwt=True,  # OpenBao need not run in the cluster
+    )
+
+
 def _keep_or_new_secret_id(client: hvac.Client, service: str, path: Path) -> None:
     """Keep a secret_id file OpenBao still knows; otherwise write a new one."""
     if path.exists():
@@ -301,12 +315,13 @@ def audit_lines(lines: Iterable[str], tail: int = 200) -> list[str]:
         if entry.get("type") != "response":
             continue
         auth = entry.get("auth") or {}
-        who = (auth.get("metadata") or {}).get("role_name") or auth.get("display_name") or "-"
+        metadata = auth.get("metadata") or {}  # AppRole: role_name; Kubernetes: role
+        who = metadata.get("role_name") or metadata.get("role") or auth.get("display_name")
         request = entry.get("request") or {}
         error = entry.get("error")
         reasons = [part.strip(" \t*") for part in str(error or "").splitlines()]
         result = f"refused: {[r for r in reasons if r][-1]}" if error else "ok"
         when = str(entry.get("time", ""))[:19].replace("T", " ")
         operation, path = request.get("operation", "?"), request.get("path", "?")
-        found.append(f"{when}  {who:<24} {operation:<7} {path}  {result}")
+        found.append(f"{when}  {who or '-':<24} {operation:<7} {path}  {result}")
     return found[-tail:]
