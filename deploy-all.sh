@@ -293,6 +293,17 @@ create_databases() {
   databases
 }
 
+# Compose's OpenBao: initialised, unsealed and set up through its published port by the
+# bootstrap the native platform runs too (natively `start` runs it before the services).
+bootstrap_openbao() {
+  [[ "$MODE" == docker ]] || return 0
+  log "setting up OpenBao: a policy, an AppRole and a secret path per service"
+  local password
+  password="$(sed -n 's/^POSTGRES_PASSWORD=//p' "$ROOT/.env")"
+  POSTGRES_PASSWORD="$password" step openbao --state-dir "$STATE_DIR" \
+    --url "http://127.0.0.1:${OPENBAO_PORT:-8200}"
+}
+
 start_services() {
   log "starting the services"
   if [[ "$MODE" == docker ]]; then
@@ -351,6 +362,7 @@ cmd_up() {
   load_kong_config
   create_topics
   create_databases
+  bootstrap_openbao
   start_services
   wait_for_services
   print_access_points

@@ -21,8 +21,9 @@ import hvac.exceptions
 import pytest
 
 from platform_deploy import openbao
+from platform_deploy.databases import SERVICE_UID
 from platform_native.databases import SUPERUSER
-from platform_native.servers import OpenBao, Postgres, running
+from platform_native.servers import OpenBao, Postgres, Server, running
 
 from .postgres_clients import psql
 from .rendering import REPO, run
@@ -244,3 +245,37 @@ def test_the_chassis_reads_secrets_from_openbao_says_each_bad_input_in_one_line_
     assert database_reads(secrets, "alpha") - before >= 6  # 3 in the rotation run, 3 before
     log = secrets.bao.audit_log.read_text()
     assert "alpha-sasl-value" not in log and "alpha-token" not in log
+
+
+class Uninitialised(OpenBao):
+    """A server as Compose's container starts: neither initialised nor unsealed."""
+
+    def start(self) -> Uninitialised:
+        Server.start(self)
+        return self
+
+
+def test_the_compose_bootstrap_initialises_unseals_and_hands_the_files_to_the_images_user(
+    secrets: Secrets, tmp_path: Path
+) -> None:
+    bao = Uninitialised(tmp_path / "openbao")
+    password = secrets.postgres.password_file.read_text().strip()
+    with running(bao):
+        found = openbao.compose(
+            tmp_path / "state", ["alpha"], ["alpha"], password, bao.url, secrets.postgres.address
+        )
+        again = openbao.compose(
+            tmp_path / "state", ["alpha"], ["alpha"], password, bao.url, secrets.postgres.address
+        )
+        files = found["alpha"]
+        client = hvac.Client(url=bao.url)
+        client.auth.approle.login(
+            files.role_id_file.read_text().strip(), files.secret_id_file.read_text().strip()
+        )
+        issued = client.secrets.database.generate_credentials("alpha")
+    keys = tmp_path / "state" / "openbao-server"
+    assert {mode(keys / name) for name in ("unseal.key", "root.token")} == {0o600}
+    for path in (files.role_id_file, files.secret_id_file):
+        assert (mode(path), path.stat().st_uid) == (0o600, SERVICE_UID)
+    assert again["alpha"].secret_id_file.read_text() == files.secret_id_file.read_text()
+    assert issued["data"]["username"].startswith("v-approle-alpha-")

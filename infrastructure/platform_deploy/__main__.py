@@ -15,6 +15,7 @@ python -m platform_deploy alerts    --alertmanager http://127.0.0.1:9093
 python -m platform_deploy addresses --state-dir .platform [--docker]
 python -m platform_deploy new       billing-api http_port=8021
 python -m platform_deploy contracts [--graph [--out-dir docs]]
+python -m platform_deploy openbao    --state-dir .platform --url http://127.0.0.1:8200  # Docker
 python -m platform_deploy openbao-audit --file .platform/infra/openbao/audit.log  # or - (stdin)
 """
 
@@ -176,6 +177,28 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+def cmd_openbao(args: argparse.Namespace) -> int:
+    """Compose's OpenBao: initialise and unseal it, then the bootstrap (POSTGRES_PASSWORD:
+    the superuser's, for the database engine)."""
+    found = discover(args.services_dir)
+    stateful = [info.name for info in found if info.database]
+    try:
+        credentials = openbao.compose(
+            args.state_dir,
+            [info.name for info in found],
+            stateful,
+            os.environ.get("POSTGRES_PASSWORD", ""),
+            args.url,
+            args.postgres_address,
+        )
+    except (openbao.BootstrapError, ToolError, OSError) as error:
+        print(f"OpenBao: {error}", file=sys.stderr)
+        return 1
+    for name, files in credentials.items():
+        progress.say(f"    {name}: policy, AppRole (files in {files.role_id_file.parent})")
+    return 0
+
+
 def cmd_openbao_audit(args: argparse.Namespace) -> int:
     """OpenBao's audit log as one line per answer: which service read which path."""
     try:
@@ -248,6 +271,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--graph", action="store_true", help="also draw topology.svg and .md")
     sub.add_argument("--out-dir", type=Path, default=REPO / "docs")
     sub.set_defaults(func=cmd_contracts)
+
+    sub = commands.add_parser("openbao", help=cmd_openbao.__doc__)
+    sub.add_argument("--state-dir", type=Path, required=True)
+    sub.add_argument("--url", required=True, help="OpenBao's published address")
+    sub.add_argument("--postgres-address", default="postgres:5432", help="as OpenBao sees it")
+    sub.set_defaults(func=cmd_openbao)
 
     sub = commands.add_parser("openbao-audit", help=cmd_openbao_audit.__doc__)
     sub.add_argument("--file", type=Path, required=True, help="the audit log, or - for stdin")

@@ -159,7 +159,9 @@ def configure_kubernetes(
     )
 
 
-def _keep_or_new_secret_id(client: hvac.Client, service: str, path: Path) -> None:
+def _keep_or_new_secret_id(
+    client: hvac.Client, service: str, path: Path, owner: int | None
+) -> None:
     """Keep a secret_id file OpenBao still knows; otherwise write a new one."""
     if path.exists():
         try:
@@ -169,7 +171,7 @@ def _keep_or_new_secret_id(client: hvac.Client, service: str, path: Path) -> Non
         if known and known.get("data"):
             return
     secret_id = client.auth.approle.generate_secret_id(service)["data"]["secret_id"]
-    write_secret(path, secret_id + "\n")
+    write_secret(path, secret_id + "\n", owner)
 
 
 def ensure_service(
@@ -179,6 +181,7 @@ def ensure_service(
     credentials_dir: Path,
     *,
     kubernetes_namespace: str | None = None,
+    owner: int | None = None,
 ) -> Credentials:
     """``service``'s policy, AppRole (credentials as 0600 files) and KV secrets."""
     client.sys.create_or_update_policy(policy_name(service), policy(service))
@@ -206,8 +209,8 @@ def ensure_service(
     folder = credentials_dir / service
     role_id = client.auth.approle.read_role_id(service)["data"]["role_id"]
     credentials = Credentials(folder / "role_id", folder / "secret_id")
-    write_secret(credentials.role_id_file, role_id + "\n")
-    _keep_or_new_secret_id(client, service, credentials.secret_id_file)
+    write_secret(credentials.role_id_file, role_id + "\n", owner)
+    _keep_or_new_secret_id(client, service, credentials.secret_id_file, owner)
     return credentials
 
 
@@ -232,11 +235,13 @@ def bootstrap(
     ttl: str = "1h",
     max_ttl: str = "24h",
     kubernetes_namespace: str | None = None,
+    owner: int | None = None,
 ) -> dict[str, Credentials]:
     """Set OpenBao up for ``services``; return where each one's AppRole credentials are.
 
     ``secrets`` are the KV values per service; ``database_services`` (those with
-    ``database = "postgres"``) get a database role on ``database`` with ``ttl``.
+    ``database = "postgres"``) get a database role on ``database`` with ``ttl``; ``owner``
+    is the uid the credential files are handed to (a container's user, in Compose).
     """
     try:
         enable_engines(
@@ -251,6 +256,7 @@ def bootstrap(
                 (secrets or {}).get(service, {}),
                 credentials_dir,
                 kubernetes_namespace=kubernetes_namespace,
+                owner=owner,
             )
             for service in services
         }
@@ -298,6 +304,35 @@ def native(
         database_services=database_services,
     )
     return url, found
+
+
+# -- Compose: the same bootstrap through the published port
+
+
+def compose(
+    state_dir: Path,
+    services: Sequence[str],
+    database_services: Sequence[str],
+    postgres_password: str,
+    url: str,
+    postgres_address: str = "postgres:5432",
+) -> dict[str, Credentials]:
+    """Initialise and unseal Compose's OpenBao at ``url`` (its key and root token in
+    ``<state-dir>/openbao-server/``), then the bootstrap; the AppRole files in
+    ``<state-dir>/openbao/<service>/`` belong to the images' user (uid 10001), as the DSN
+    files do, for Compose secrets are bind mounts that keep the host's owner and mode."""
+    from platform_deploy.databases import SERVICE_UID
+
+    token = initialise_and_unseal(url, state_dir / "openbao-server")
+    admin = PostgresAdmin(postgres_address, SUPERUSER, postgres_password)
+    return bootstrap(
+        hvac.Client(url=url, token=token),
+        services,
+        state_dir / "openbao",
+        database=admin if database_services else None,
+        database_services=database_services,
+        owner=SERVICE_UID,
+    )
 
 
 # -- `./deploy-all.sh logs openbao`: who read which path
