@@ -61,23 +61,34 @@ def of(runs: Runs, key: str) -> dict[str, dict[str, Any]]:
 
 
 PACKAGE = re.compile(r"\(([\w.]+?)[/.]")  # "send (aiokafka/producer/producer.py:1)"
+# Leaves where a thread waits rather than runs: py-spy samples some of them even
+# without --idle (the exporters' and anyio's worker threads, the event loop's select).
+WAITING = ("Condition.wait ", "Event.wait ", "EpollSelector.select ", "Queue.get ")
 
 
 def profile(path: Path) -> dict[str, Any]:
-    """Shares of the samples by top-level package (inclusive) and the busiest frames."""
+    """Where a process ran: shares of its running samples by package (inclusive, so a
+    stack counts for every package in it) and its busiest frames (self)."""
     if not path.exists():
         return {"samples": 0}
-    total, _, own = shares(path)
+    total, _, _ = shares(path)
     packages: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    running = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
-            for package in {m.group(1) for m in PACKAGE.finditer(stack)}:
-                packages[package] += int(count)
-    share = 100 / max(total, 1)
+        leaf = stack.rsplit(";", 1)[-1]
+        if not stack or not count.isdigit() or leaf.startswith(WAITING):
+            continue
+        running += int(count)
+        own[leaf] += int(count)
+        for package in {m.group(1) for m in PACKAGE.finditer(stack)}:
+            packages[package] += int(count)
+    share = 100 / max(running, 1)
     return {
         "samples": total,
-        "by_package_pct": {p: round(n * share, 1) for p, n in packages.most_common(14)},
+        "running_samples": running,
+        "by_package_pct": {p: round(n * share, 1) for p, n in packages.most_common(16)},
         "top_self_pct": {f: round(n * share, 1) for f, n in own.most_common(10)},
     }
 

@@ -24,6 +24,8 @@ STEPS = ("post_to_request", "request_to_result", "result_to_audit")
 LOG_APPEND_TIME = 1  # aiokafka's timestamp_type of a broker-stamped record
 KEPT_UP = 0.99  # share of requests whose audit arrives within the grace
 KNEE_TAIL = 3.0  # p99 at the knee stays within this many times the lowest rate's
+SENT = 0.95  # share of the offered load that must leave the generator
+QUEUED_MS = 1000.0  # a median past this in a run of seconds means a growing queue
 
 
 @dataclass
@@ -94,8 +96,15 @@ def figures(load: Attack, chain: Chain, grace: float) -> dict[str, Any]:
 
 
 def saturated(point: dict[str, Any]) -> bool:
-    """The chain no longer keeps up: audits missing past the grace, or errors."""
-    return bool(point["kept_up"] < KEPT_UP or point["errors"] > 0.01 * point["sent"])
+    """The chain no longer keeps up: the load did not all leave (the generator waited on
+    the chain's connections, or lacked CPU), audits are missing past the grace, errors
+    pass 1 %, or a queue builds (the median request waits over QUEUED_MS)."""
+    return bool(
+        point["sent_rps"] < SENT * point["offered_rps"]
+        or point["kept_up"] < KEPT_UP
+        or point["errors"] > 0.01 * point["sent"]
+        or point.get("p50", float("inf")) > QUEUED_MS
+    )
 
 
 def curve(
@@ -130,7 +139,8 @@ def knee(points: list[dict[str, Any]]) -> int:
 
 
 def plot(curves: dict[str, list[dict[str, Any]]], knees: dict[str, int], path: Path) -> None:
-    """p50 and p99 against offered load, one colour per chain, log-log, knees marked."""
+    """p50 and p99 against offered load, one colour per chain, log-log; knees dotted,
+    saturated points crossed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,13 +152,24 @@ def plot(curves: dict[str, list[dict[str, Any]]], knees: dict[str, int], path: P
         rates = [p["offered_rps"] for p in kept]
         axes.plot(rates, [p["p50"] for p in kept], "o--", color=colour, label=f"{label} p50")
         axes.plot(rates, [p["p99"] for p in kept], "s-", color=colour, label=f"{label} p99")
+        past = [p for p in kept if saturated(p)]
+        axes.plot(
+            [p["offered_rps"] for p in past],
+            [p["p99"] for p in past],
+            "x",
+            color="black",
+            label="saturated" if past and colour == "tab:blue" else None,
+        )
         if knees.get(label):
             axes.axvline(knees[label], color=colour, linestyle=":", linewidth=1)
     axes.set_xscale("log", base=2)
+    offered = sorted({p["offered_rps"] for points in curves.values() for p in points})
+    axes.set_xticks(offered, [str(rate) for rate in offered])
+    axes.minorticks_off()
     axes.set_yscale("log")
     axes.set_xlabel("offered load (requests/s, open loop)")
     axes.set_ylabel("POST until the audit is in Kafka (ms)")
-    axes.set_title("Latency against offered load (dotted: each chain's knee)")
+    axes.set_title("Latency against offered load (dotted: each chain's knee)", fontsize="medium")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize="small")
     figure.tight_layout()

@@ -24,11 +24,11 @@ PostgreSQL (platform_native), in one run:
 
 Writes docs/benchmarks.{json,md} and docs/latency-curve.svg (BENCH_OUTPUT moves
 them), naming the commit and the chassis version. Sizes (the defaults are what
-`make bench` runs): BENCH_MESSAGES (300000 requests in the shared source topic, topped
+`make bench` runs): BENCH_MESSAGES (500000 requests in the shared source topic, topped
 up when a variant could drain it), BENCH_SECONDS (10), BENCH_WARMUP (5),
-BENCH_REPEATS (5), BENCH_MAX_REPEATS (8), BENCH_RATE (200), BENCH_LATENCY_SECONDS
-(20), BENCH_CURVE_RATES (200,400,800,1600), BENCH_CURVE_SECONDS (10),
-BENCH_CURVE_CEILING (12800), BENCH_WRITE_REPEATS (3), BENCH_WRITE_SECONDS (15),
+BENCH_REPEATS (5), BENCH_MAX_REPEATS (7), BENCH_RATE (200), BENCH_LATENCY_SECONDS
+(15), BENCH_CURVE_RATES (200,400,800,1600), BENCH_CURVE_SECONDS (10),
+BENCH_CURVE_CEILING (12800), BENCH_WRITE_REPEATS (3), BENCH_WRITE_SECONDS (10),
 BENCH_WRITE_WORKERS (32), BENCH_PROFILE_SECONDS (15). BENCH_SERVICES keeps the
 rendered, installed services in a directory to reuse (the smoke test does);
 BENCH_PROFILE=FILE also samples the first throughput run of the service with py-spy
@@ -60,6 +60,7 @@ from bench.measure import (  # noqa: E402
     delete_topics,
     produce,
     rss_mib,
+    settle,
     steady_throughput,
 )
 from bench.profile import summarise  # noqa: E402
@@ -80,18 +81,18 @@ def setting(name: str, default: str) -> str:
     return os.environ.get(f"BENCH_{name}", default)
 
 
-MESSAGES = int(setting("MESSAGES", "300000"))
+MESSAGES = int(setting("MESSAGES", "500000"))
 SECONDS = float(setting("SECONDS", "10"))
 WARMUP = float(setting("WARMUP", "5"))
 REPEATS = int(setting("REPEATS", "5"))
-MAX_REPEATS = int(setting("MAX_REPEATS", "8"))
+MAX_REPEATS = int(setting("MAX_REPEATS", "7"))
 RATE = int(setting("RATE", "200"))
-LATENCY_SECONDS = float(setting("LATENCY_SECONDS", "20"))
+LATENCY_SECONDS = float(setting("LATENCY_SECONDS", "15"))
 CURVE_RATES = [int(rate) for rate in setting("CURVE_RATES", "200,400,800,1600").split(",")]
 CURVE_SECONDS = float(setting("CURVE_SECONDS", "10"))
 CURVE_CEILING = int(setting("CURVE_CEILING", "12800"))
 WRITE_REPEATS = int(setting("WRITE_REPEATS", "3"))
-WRITE_SECONDS = float(setting("WRITE_SECONDS", "15"))
+WRITE_SECONDS = float(setting("WRITE_SECONDS", "10"))
 WRITE_WORKERS = int(setting("WRITE_WORKERS", "32"))
 PROFILE_SECONDS = float(setting("PROFILE_SECONDS", "15"))
 SERVICES = setting("SERVICES", "")
@@ -225,7 +226,7 @@ class Bench:
         )
         service = ServiceProcess(self.architect, self.script, env, self.logs / f"{group}.log")
         service.start()
-        spy = self._profile(service.pid) if name == PROFILE_VARIANT else None
+        spy = self.sample(service.pid) if name == PROFILE_VARIANT else None
 
         def stop_service() -> None:
             service.terminate()
@@ -237,9 +238,7 @@ class Bench:
         assert alive is not None
         return stop_service, service.pid, lambda: alive.poll() is None
 
-    def _profile(
-        self, pid: int, out: str = "", seconds: float = 0
-    ) -> subprocess.Popen[bytes] | None:
+    def sample(self, pid: int, out: str = "", seconds: float = 0) -> subprocess.Popen[bytes] | None:
         if not out and (not PROFILE or self.profiled):
             return None
         self.profiled = self.profiled or not out
@@ -337,7 +336,7 @@ class Bench:
         try:
             if WARMUP:
                 latency.run(chain, RATE, WARMUP, work)
-            spy = self._profile(pid, str(out), PROFILE_SECONDS)
+            spy = self.sample(pid, str(out), PROFILE_SECONDS)
             measured = latency.run(chain, RATE, PROFILE_SECONDS, work)
             if spy is not None:
                 spy.wait(60)
@@ -384,7 +383,7 @@ def latencies(bench: Bench) -> dict[str, list[dict[str, Any]]]:
     return runs
 
 
-def write_path(bench: Bench) -> dict[str, list[dict[str, Any]]]:
+def write_path(bench: Bench) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     path = WritePath(
         bench.kafka,
         bench.postgres,
@@ -405,7 +404,19 @@ def write_path(bench: Bench) -> dict[str, list[dict[str, Any]]]:
                 for name, values in runs.items()
             )
         )
-    return runs
+    out = bench.logs / "profile-write-path.txt"
+
+    def spy(pid: int) -> Callable[[], None]:
+        sampler = bench.sample(pid, str(out), PROFILE_SECONDS)
+
+        def done() -> None:
+            if sampler is not None:
+                sampler.wait(60)
+
+        return done
+
+    profiled = path.profiled(RATE, PROFILE_SECONDS, WARMUP, spy)
+    return runs, {**profiled, **figures.profile(out)}
 
 
 def main() -> int:
@@ -429,14 +440,15 @@ def main() -> int:
             sampling = bench.helper("sampling")
             progress("services installed")
             runs, repeats = throughput(bench)
-            progress("throughput done")
+            settled = settle()
+            progress(f"throughput done; then {settled}")
             lat = latencies(bench)
             progress(f"latency at {RATE}/s done")
             curves = {kind: bench.curve(kind) for kind in ("service", "aiokafka")}
             progress("load curves done")
             profiles = {kind: bench.http_profile(kind) for kind in ("service", "aiokafka")}
             progress("profiles done")
-            writes = write_path(bench)
+            writes, write_profile = write_path(bench)
             progress("write path done")
             renders = [report.time_render(workdir / f"r{i}") for i in range(3)]
         progress("building the service's image")
@@ -459,6 +471,7 @@ def main() -> int:
             "curve_seconds": CURVE_SECONDS,
             "write_seconds": WRITE_SECONDS,
             "write_workers": WRITE_WORKERS,
+            "settled_after_throughput": settled,
         },
         settings=settings,
         sampling=sampling,
@@ -466,7 +479,7 @@ def main() -> int:
         lat=lat,
         curves=curves,
         knees=knees,
-        profiles=profiles,
+        profiles=profiles | {"write_path_service": write_profile},
         writes=writes,
         renders=renders,
         built=built,

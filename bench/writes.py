@@ -48,13 +48,7 @@ class WritePath:
         self, variant: str, rate: int, seconds: float, warmup: float, workers: int
     ) -> dict[str, Any]:
         """One variant: started, warmed up (reported apart), at `rate`, then at its maximum."""
-        prefix = f"bench-write-{variant}-{uuid.uuid4().hex[:6]}"
-        topic = f"{prefix}.requested"
-        topics = [topic, f"{prefix}.created", f"{prefix}.dead-letter"]
-        asyncio.run(create_topics(self.kafka.bootstrap, topics, self.partitions))
-        dsn_file = self.postgres.databases().url_file(f"bench-{variant}")
-        self.postgres.ensure_database(f"bench-{variant}")
-        stop, url = (self._service if variant == "service" else self._dual_write)(prefix, dsn_file)
+        stop, url, topic, _ = self._start(variant)
         work = self.logs / "load"
         try:
             warm = self._latency(url, topic, rate, warmup, work) if warmup else {}
@@ -63,6 +57,35 @@ class WritePath:
         finally:
             stop()
         return {**steady, "warmup_p99": warm.get("p99"), **most}
+
+    def profiled(
+        self, rate: int, seconds: float, warmup: float, spy: Callable[[int], Callable[[], None]]
+    ) -> dict[str, Any]:
+        """The service warmed up, then at `rate` while `spy(pid)` samples it (`spy`
+        returns what waits for the sampler's end)."""
+        stop, url, topic, pid = self._start("service")
+        work = self.logs / "load"
+        try:
+            if warmup:
+                self._latency(url, topic, rate, warmup, work)
+            done = spy(pid)
+            measured = self._latency(url, topic, rate, seconds, work)
+            done()
+        finally:
+            stop()
+        return {"p99_while_profiled": measured.get("p99")}
+
+    def _start(self, variant: str) -> tuple[Callable[[], None], str, str, int]:
+        """The variant, running on topics of its own: its stop, URL, event topic and pid."""
+        prefix = f"bench-write-{variant}-{uuid.uuid4().hex[:6]}"
+        topic = f"{prefix}.requested"
+        topics = [topic, f"{prefix}.created", f"{prefix}.dead-letter"]
+        asyncio.run(create_topics(self.kafka.bootstrap, topics, self.partitions))
+        dsn_file = self.postgres.databases().url_file(f"bench-{variant}")
+        self.postgres.ensure_database(f"bench-{variant}")
+        start = self._service if variant == "service" else self._dual_write
+        stop, url, pid = start(prefix, dsn_file)
+        return stop, url, topic, pid
 
     def _latency(
         self, url: str, topic: str, rate: int, seconds: float, work: Path
@@ -90,7 +113,7 @@ class WritePath:
             "max_generator_cpu_cores": load.figures()["generator_cpu_cores"],
         }
 
-    def _service(self, prefix: str, dsn_file: Path) -> tuple[Callable[[], None], str]:
+    def _service(self, prefix: str, dsn_file: Path) -> tuple[Callable[[], None], str, int]:
         env = self.env(
             CONSUMES_TOPIC=f"{prefix}.requested",
             PRODUCES_TOPIC=f"{prefix}.created",
@@ -105,9 +128,9 @@ class WritePath:
         def stop() -> None:
             process.terminate()
 
-        return stop, f"{process.url}/api/v1/value-models"
+        return stop, f"{process.url}/api/v1/value-models", process.pid
 
-    def _dual_write(self, prefix: str, dsn_file: Path) -> tuple[Callable[[], None], str]:
+    def _dual_write(self, prefix: str, dsn_file: Path) -> tuple[Callable[[], None], str, int]:
         (port,) = free_ports(1)
         python = self.script.parent / "python"
         dual = Path(__file__).with_name("dualwrite.py")
@@ -130,8 +153,12 @@ class WritePath:
             process.wait()
             log.close()
 
-        wait_for(url, lambda status: status == 404, tail)
-        return stop, f"{url}/api/v1/value-models"
+        try:
+            wait_for(url, lambda status: status == 404, tail)
+        except BaseException:
+            stop()
+            raise
+        return stop, f"{url}/api/v1/value-models", process.pid
 
 
 def body(key: str) -> dict[str, str]:
