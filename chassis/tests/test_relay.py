@@ -121,7 +121,7 @@ async def test_the_relay_outlives_an_error_it_did_not_expect(
     """A round that fails in a way nobody listed (an asyncpg protocol error, say) is
     logged and tried again: the relay's task must not end, or the outbox stops for good."""
     kept = await write(database, settings.produces_topic, 20, keys=4)
-    publisher, failures = relay(settings), []
+    publisher, failures = relay(settings), list[int]()
     whole_round = OutboxRelay.round
 
     async def failing_once(self: OutboxRelay) -> int:
