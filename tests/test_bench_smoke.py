@@ -3,7 +3,7 @@
 Every part runs, at sizes that only prove the harness works: each throughput
 variant, latency through both chains with the open-loop generator (vegeta), both
 load curves and latency-curve.svg, the HTTP path's profiles and the write path
-against the bare dual write. About two minutes once the services are installed.
+against the bare dual write. About four minutes once the services are installed.
 They are kept in a cache directory named by a hash of the template, so a changed
 template is rendered and installed afresh (that first run takes a few minutes more).
 """
