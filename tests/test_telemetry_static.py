@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 INFRA = REPO / "infrastructure"
 COLLECTOR_CONFIG = INFRA / "otel-collector" / "config.yaml"
 BUILDER_MANIFEST = INFRA / "otel-collector" / "builder.yaml"
+TAIL_SAMPLING = INFRA / "otel-collector" / "tail-sampling.yaml"  # a layer over config.yaml
 LOKI_CONFIG = INFRA / "loki" / "config.yaml"
 DATASOURCES = INFRA / "grafana" / "provisioning" / "datasources" / "datasources.yml"
 COMPOSE_FILE = REPO / "docker-compose.infrastructure.yml"
@@ -35,6 +36,9 @@ MODULES = {
     ("processors", "batch"): "go.opentelemetry.io/collector/processor/batchprocessor",
     ("processors", "memory_limiter"): (
         "go.opentelemetry.io/collector/processor/memorylimiterprocessor"
+    ),
+    ("processors", "tail_sampling"): (
+        "github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor"
     ),
     ("exporters", "otlp_grpc"): "go.opentelemetry.io/collector/exporter/otlpexporter",
     ("exporters", "otlp_http"): "go.opentelemetry.io/collector/exporter/otlphttpexporter",
@@ -159,12 +163,13 @@ def test_builder_manifest_has_every_component_at_one_release(collector: dict[str
     }
     used = {
         (kind, component_type(name))
+        for config in (collector, load(TAIL_SAMPLING))
         for kind in ("receivers", "processors", "exporters", "extensions")
-        for name in collector[kind]
+        for name in config.get(kind, {})
     }
     missing = [f"{kind} {name}" for kind, name in used if MODULES[kind, name] not in built[kind]]
-    assert not missing, f"config.yaml uses components the native build lacks: {missing}"
-    # Only what the config uses is built: every module costs build time.
+    assert not missing, f"the configs use components the native build lacks: {missing}"
+    # Only what the configs use is built: every module costs build time.
     assert sum(len(modules) for kind, modules in built.items() if kind != "providers") == len(used)
 
     release = versions.OTELCOL_VERSION
