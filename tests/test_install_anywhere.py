@@ -55,7 +55,7 @@ def test_a_service_from_the_template_url_installs_and_passes_with_the_public_ind
 
     source = f"git+file://localhost{template}@{commit}#subdirectory=chassis"
     assert requirements(service) == (
-        [f"event-chassis @ {source}"],
+        [f"event-chassis[vault] @ {source}"],  # vault: secrets from OpenBao
         [f"event-chassis[testing] @ {source}"],
     )
 
@@ -84,7 +84,7 @@ def test_a_folder_with_uncommitted_changes_gives_its_own_chassis_folder(tmp_path
 
     service = tmp_path / "value-architect"
     assert requirements(service) == (
-        [f"event-chassis @ {(template / 'chassis').as_uri()}"],
+        [f"event-chassis[vault] @ {(template / 'chassis').as_uri()}"],
         [f"event-chassis[testing] @ {(template / 'chassis').as_uri()}"],
     )
     assert "cruft link" in output  # no commit matches these files: nothing to update from
@@ -98,8 +98,9 @@ def test_a_folder_with_uncommitted_changes_gives_its_own_chassis_folder(tmp_path
 def test_a_platform_index_answer_replaces_the_reference(tmp_path: Path, answer: str) -> None:
     service = render(tmp_path, chassis_requirement=answer)
 
+    main = answer.replace("event-chassis", "event-chassis[vault]", 1)
     testing = answer.replace("event-chassis", "event-chassis[testing]", 1)
-    assert requirements(service) == ([answer], [testing])
+    assert requirements(service) == ([main], [testing])
 
 
 def test_services_here_take_a_range_the_chassis_in_chassis_satisfies() -> None:
