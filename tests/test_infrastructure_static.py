@@ -87,6 +87,7 @@ EXPECTED_SERVICES = {
     "alertmanager",
     "alert-log",
     "postgres",
+    "openbao",
 }
 STATE_VOLUMES = {
     "kafka-data",

@@ -17,6 +17,9 @@ api_addr     = "http://openbao:8200"
 cluster_addr = "http://openbao:8201"
 ui           = false
 log_level    = "info"
+# Integrated (Raft) storage maps its database into memory, which mlock would pin whole;
+# OpenBao's guidance for it is to disable mlock (and the image's user may not lock).
+disable_mlock = true
 audit "file" "file" {
   description = "every request and answer, secrets HMAC'd: who read which path"
   options {

@@ -72,6 +72,7 @@ api_addr      = "http://{HOST}:{port}"
 cluster_addr  = "http://{HOST}:{cluster_port}"
 ui            = false
 log_level     = "info"
+disable_mlock = true
 audit "file" "file" {{
   description = "every request and answer, secrets HMAC'd: who read which path"
   options {{
