@@ -487,7 +487,10 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((state_dir / "state.json").read_text())
         pids = [int(s["pgid"]) for s in state["servers"].values()]
-        servers = ("consul", "jaeger", "victorialogs", "otelcol", "kafka", "postgres", "prometheus")
+        servers = (
+            "consul", "jaeger", "victorialogs", "otelcol", "kafka", "postgres", "openbao",
+            "prometheus",
+        )  # fmt: skip
         names = {*servers, *Alerting.NAMES}
         assert set(state["servers"]) == names
         assert "topics: alpha, beta" in up.stdout
