@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 import venv
+from dataclasses import dataclass
 from pathlib import Path
 
 from cookiecutter.main import cookiecutter
 
 from platform_deploy.new import chassis_requirement
+from platform_native import services
 
 REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".wheels"
@@ -82,3 +84,18 @@ def run(
             f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
         )
     return result.stdout
+
+
+@dataclass
+class Installed:
+    """A service rendered with the default answers and installed: what tests start."""
+
+    info: services.ServiceInfo
+    script: Path
+    root: Path
+
+
+def render_and_install(root: Path) -> Installed:
+    """Render the default service into ``root`` and install it with the chassis wheel."""
+    info = services.ServiceInfo.read(render(root))
+    return Installed(info, services.install(info.directory, wheels=wheelhouse()), root)

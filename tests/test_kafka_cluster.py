@@ -35,12 +35,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from platform_native.processes import group_members
 from platform_native.servers.kafka_cluster import KafkaCluster, PartitionState, parse_describe
-from platform_native.services import ServiceInfo, ServiceProcess, install
+from platform_native.services import ServiceProcess
 
 from . import report
 from .conftest import REPO, Platform
 from .kafka_clients import read_until
-from .rendering import render, wheelhouse
+from .rendering import Installed, render_and_install
 from .steady_load import SteadyLoad
 
 pytestmark = pytest.mark.reliability
@@ -81,18 +81,9 @@ def _whole_cluster(request: pytest.FixtureRequest) -> None:
     cluster.wait_in_sync()
 
 
-@dataclass
-class Installed:
-    info: ServiceInfo
-    script: Path
-    root: Path
-
-
 @pytest.fixture(scope="module")
 def architect(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    root = tmp_path_factory.mktemp("kafka-cluster-service")
-    info = ServiceInfo.read(render(root))
-    return Installed(info, install(info.directory, wheels=wheelhouse()), root)
+    return render_and_install(tmp_path_factory.mktemp("kafka-cluster-service"))
 
 
 def ready_status(process: ServiceProcess) -> int:

@@ -28,11 +28,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from platform_native import servers
-from platform_native.services import ServiceInfo, ServiceProcess, install
+from platform_native.services import ServiceProcess
 
 from . import report
 from .conftest import Platform
-from .rendering import render, wheelhouse
+from .rendering import Installed, render_and_install
 
 pytestmark = pytest.mark.reliability
 
@@ -40,18 +40,9 @@ API = "/api/v1/value-models"
 GRACE_SECONDS = 10.0  # SHUTDOWN_GRACE_SECONDS in Platform.service_env
 
 
-@dataclass
-class Installed:
-    info: ServiceInfo
-    script: Path
-    root: Path
-
-
 @pytest.fixture(scope="module")
 def architect(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    root = tmp_path_factory.mktemp("reliability-dependencies")
-    info = ServiceInfo.read(render(root))
-    return Installed(info, install(info.directory, wheels=wheelhouse()), root)
+    return render_and_install(tmp_path_factory.mktemp("reliability-dependencies"))
 
 
 def own_topics(platform: Platform, name: str) -> dict[str, str]:
