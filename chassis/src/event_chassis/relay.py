@@ -121,6 +121,7 @@ class OutboxRelay:
         self.stopping = False
         self._task: asyncio.Task[None] | None = None
         self._pruned_at = datetime.min.replace(tzinfo=UTC)
+        self._measured_at = datetime.min.replace(tzinfo=UTC)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
@@ -263,11 +264,16 @@ class OutboxRelay:
         return True
 
     async def _housekeeping(self) -> None:
+        """The backlog's gauges once a second (not every round: a busy relay's rounds are
+        milliseconds apart), old rows pruned once a minute."""
+        now = datetime.now(UTC)
+        if now - self._measured_at < timedelta(seconds=1):
+            return
+        self._measured_at = now
         connection = await self._connect()
         count, oldest = await connection.fetchrow(BACKLOG)
         self.metrics.backlog.set(count)
         self.metrics.oldest.set(float(oldest))
-        now = datetime.now(UTC)
         if now - self._pruned_at > timedelta(minutes=1):
             self._pruned_at = now
             await connection.execute(PRUNE_OUTBOX, self.settings.outbox_retention_hours * 3600)
