@@ -441,7 +441,7 @@ def test_jaeger_down_fails_nothing_and_memory_stays_flat(
         passed,
         **figures,
     )
-    assert passed, process.log_tail()
+    assert passed, (figures, process.log_tail(40))
 
 
 def test_jaeger_hung_fails_nothing_and_memory_stays_flat(
@@ -476,7 +476,7 @@ def test_jaeger_hung_fails_nothing_and_memory_stays_flat(
         passed,
         **figures,
     )
-    assert passed, process.log_tail()
+    assert passed, (figures, process.log_tail(40))
 
 
 # --------------------------------------------------------------------- HTTP

@@ -64,9 +64,21 @@ def sealed() -> Iterator[None]:
 
 
 def unseal() -> None:
+    """Unsealed and active again: until it is active, a login fails with "local node not
+    active but active cluster node not found" (CI saw that right after an unseal)."""
     root().sys.submit_unseal_key(UNSEAL.read_text().strip())
-    while root().sys.is_sealed():
+    deadline = time.monotonic() + 30
+    while not active() and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+def active() -> bool:
+    """/sys/health answers 200 only when the server is unsealed and active."""
+    try:
+        with urllib.request.urlopen(f"{ADDR}/v1/sys/health", timeout=2) as answer:  # noqa: S310
+            return bool(answer.status == 200)
+    except OSError:  # urllib's HTTPError (429 standby, 503 sealed) is an OSError
+        return False
 
 
 def one_line(error: pytest.ExceptionInfo[secrets.SecretsError]) -> str:
