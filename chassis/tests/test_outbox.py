@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import asyncpg
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from event_chassis.database import Database, MigrationError
@@ -74,6 +75,23 @@ async def test_readiness_names_an_unreachable_database() -> None:
         await database.close()
 
     assert readiness.problems["database"].startswith("PostgreSQL unreachable: ")
+
+
+async def test_a_pooled_connection_the_server_ended_is_replaced_before_use(
+    database: Database, database_url: str
+) -> None:
+    """What a PostgreSQL restart or a revoked login does to an idle pooled connection."""
+    async with database.transaction() as session:
+        pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar()
+    admin = await asyncpg.connect(database_url)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.1)  # the loop reads the server's goodbye
+
+    async with database.transaction() as session:
+        assert (await session.execute(text("SELECT pg_backend_pid()"))).scalar() != pid
 
 
 async def test_an_event_is_written_with_the_state_or_not_at_all(database: Database) -> None:
