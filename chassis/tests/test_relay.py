@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from event_chassis import Service
 from event_chassis.database import Database
-from event_chassis.health import Readiness
+from event_chassis.health import Readiness, Writes
 from event_chassis.outbox import Outbox
 from event_chassis.relay import OutboxRelay
 
@@ -56,7 +56,7 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
 
 
 def relay(settings: Settings) -> OutboxRelay:
-    return OutboxRelay(settings, CollectorRegistry(), TRACER)
+    return OutboxRelay(settings, CollectorRegistry(), TRACER, Writes())
 
 
 def sample(relay: OutboxRelay, name: str) -> float:

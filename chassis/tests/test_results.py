@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
+from event_chassis.health import Writes
 from event_chassis.results import KafkaOutbox
 
 pytestmark = pytest.mark.kafka
@@ -50,7 +51,7 @@ async def test_results_leave_in_batches_partitioned_by_key_in_order() -> None:
     )
     await producer.start()
     try:
-        outbox = KafkaOutbox(producer, partitioner)
+        outbox = KafkaOutbox(producer, partitioner, Writes())
         keys = [f"key-{i % 7}".encode() for i in range(300)]
         for i, key in enumerate(keys):
             sent = [("content-type", b"application/json"), ("n", str(i).encode())]

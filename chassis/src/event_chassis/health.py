@@ -1,16 +1,18 @@
 """Liveness and readiness.
 
 Live means the process serves HTTP. Ready means it can do its work: Kafka
-answers and every consumer has joined its group and received its partitions.
-Consul's check calls `/health/ready`, so an instance that loses Kafka stops
-receiving traffic routed through Consul; Kubernetes' readiness probe does the
-same. Kafka is checked in the background every `KAFKA_CHECK_INTERVAL_SECONDS`,
+answers, takes writes, and every consumer has joined its group and received its
+partitions. Consul's check calls `/health/ready`, so an instance that loses Kafka
+stops receiving traffic routed through Consul; Kubernetes' readiness probe does
+the same. Kafka is checked in the background every `KAFKA_CHECK_INTERVAL_SECONDS`,
 so a check costs no request to Kafka.
 """
 
 import asyncio
 import logging
-from contextlib import suppress
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -20,6 +22,7 @@ from prometheus_client import Gauge
 logger = logging.getLogger(__name__)
 
 KAFKA = "kafka"
+KAFKA_WRITES = "kafka-writes"
 
 
 class Readiness:
@@ -51,16 +54,65 @@ class KafkaError(RuntimeError):
     """Kafka cannot be reached; the HTTP API answers 503 with the reason."""
 
 
+class Writes:
+    """How long the oldest write still waiting for Kafka's acknowledgement has waited.
+
+    A ping is answered while any broker is. With fewer in-sync replicas than
+    `min.insync.replicas`, the brokers still answer but refuse every write
+    (NotEnoughReplicas), and aiokafka retries it until its request timeout (40 s
+    by default). So readiness watches the write path too.
+    """
+
+    def __init__(self) -> None:
+        self._since: dict[int, float] = {}  # insertion order: the first is the oldest
+        self._next = 0
+        self.acknowledged_at = 0.0  # monotonic time of the last write acknowledged
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around an await of Kafka's acknowledgements."""
+        token = self._next
+        self._next += 1
+        self._since[token] = time.monotonic()
+        try:
+            yield
+        finally:
+            del self._since[token]
+
+    def acknowledged(self) -> None:
+        """Kafka acknowledged a write just now."""
+        self.acknowledged_at = time.monotonic()
+
+    def oldest(self) -> float:
+        """Seconds the oldest unacknowledged write has waited; 0 with none waiting."""
+        for since in self._since.values():
+            return time.monotonic() - since
+        return 0.0
+
+
 class KafkaMonitor:
-    """Pings Kafka in the background and keeps readiness and a gauge up to date."""
+    """Checks Kafka in the background and keeps readiness and a gauge up to date.
+
+    Kafka is unready when a ping gets no answer, or when a write has waited
+    longer than `ack_bound` seconds for its acknowledgement.
+    """
 
     def __init__(
-        self, broker: KafkaBroker, readiness: Readiness, connected: Gauge, interval: float
+        self,
+        broker: KafkaBroker,
+        readiness: Readiness,
+        connected: Gauge,
+        interval: float,
+        writes: Writes,
+        ack_bound: float,
     ) -> None:
         self.broker = broker
         self.readiness = readiness
         self.connected = connected
         self.interval = interval
+        self.writes = writes
+        self.ack_bound = ack_bound
+        self._stuck_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -85,6 +137,25 @@ class KafkaMonitor:
             if reachable != was_reachable:
                 log = logger.info if reachable else logger.warning
                 log("Kafka %s", "reachable again" if reachable else "does not answer")
+            self.check_writes()
+
+    def check_writes(self) -> None:
+        """Unready past the bound; ready again once a write is acknowledged or none waits.
+
+        A write that times out is retried (a consumed batch is read again), so the
+        oldest wait restarts from 0: that alone does not make Kafka ready again.
+        """
+        waited = self.writes.oldest()
+        stuck = KAFKA_WRITES in self.readiness.problems
+        if waited > self.ack_bound:
+            reason = f"Kafka has not acknowledged a write for {waited:.0f} s"
+            self.readiness.fail(KAFKA_WRITES, reason)
+            if not stuck:
+                self._stuck_at = time.monotonic()
+                logger.warning("%s", reason)
+        elif stuck and (waited == 0 or self.writes.acknowledged_at > self._stuck_at):
+            self.readiness.ok(KAFKA_WRITES)
+            logger.info("Kafka acknowledges writes again")
 
 
 def create_router(readiness: Readiness) -> APIRouter:

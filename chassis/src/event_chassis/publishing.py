@@ -13,7 +13,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 from pydantic import BaseModel
 
-from .health import KAFKA, KafkaError, Readiness
+from .health import KAFKA, KafkaError, Readiness, Writes
 from .tracing import inject, messaging_attributes
 
 E = TypeVar("E", bound=BaseModel)
@@ -31,12 +31,14 @@ class Publisher(Generic[E]):
         tracer: trace.Tracer,
         sent: Counter,
         readiness: Readiness,
+        writes: Writes,
     ) -> None:
         self.publisher = publisher
         self.topic = topic
         self.tracer = tracer
         self.sent = sent.labels(topic)
         self.readiness = readiness
+        self.writes = writes
 
     async def publish(self, event: E, *, key: bytes | None = None) -> None:
         """Send `event` and wait until Kafka has it; `KafkaError` while Kafka is down."""
@@ -47,5 +49,9 @@ class Publisher(Generic[E]):
             f"send {self.topic}", kind=trace.SpanKind.PRODUCER, attributes=attributes
         ):
             headers = inject({"content-type": JSON})
-            await self.publisher.publish(event.model_dump_json().encode(), key=key, headers=headers)
+            with self.writes.waiting():
+                await self.publisher.publish(
+                    event.model_dump_json().encode(), key=key, headers=headers
+                )
+        self.writes.acknowledged()
         self.sent.inc()

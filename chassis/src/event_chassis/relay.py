@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from . import clients
 from .database import COMMAND_SECONDS, CONNECT_SECONDS
+from .health import Writes
 from .security import aiokafka_security
 from .settings import ServiceSettings
 from .tracing import kafka_headers
@@ -109,9 +110,14 @@ class OutboxRelay:
     """Publishes the outbox of one service's database."""
 
     def __init__(
-        self, settings: ServiceSettings, registry: CollectorRegistry, tracer: trace.Tracer
+        self,
+        settings: ServiceSettings,
+        registry: CollectorRegistry,
+        tracer: trace.Tracer,
+        writes: Writes,
     ) -> None:
         self.settings = settings
+        self.writes = writes
         self.metrics = RelayMetrics(registry)
         self.tracer = tracer
         self.wake = asyncio.Event()
@@ -192,13 +198,15 @@ class OutboxRelay:
                 except KafkaError as error:  # refused before sending (too large, say)
                     await self._failed(connection, row, error)
                     held.add(key)
-        outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+        with self.writes.waiting():
+            outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
         done = [
             row["position"]
             for (row, _), outcome in zip(sent, outcomes, strict=True)
             if not isinstance(outcome, BaseException)
         ]
         if done:
+            self.writes.acknowledged()
             await connection.execute(PUBLISHED, done)
             self.metrics.published.inc(len(done))
         for (row, _), outcome in zip(sent, outcomes, strict=True):

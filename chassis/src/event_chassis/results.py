@@ -25,6 +25,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from faststream.kafka.publisher import DefaultPublisher
 
 from . import clients
+from .health import Writes
 from .security import aiokafka_security
 from .settings import ServiceSettings
 
@@ -44,9 +45,12 @@ class Outbox(Protocol):
 class KafkaOutbox:
     """Results appended to aiokafka record batches, one open batch per partition."""
 
-    def __init__(self, producer: AIOKafkaProducer, partitioner: DefaultPartitioner) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, partitioner: DefaultPartitioner, writes: Writes
+    ) -> None:
         self.producer = producer
         self.partitioner = partitioner
+        self.writes = writes
         self.partitions: dict[str, list[int]] = {}
         self.open: dict[tuple[str, int], BatchBuilder] = {}
         self.sent: list[Awaitable[Any]] = []
@@ -69,7 +73,10 @@ class KafkaOutbox:
         for (topic, partition), builder in self.open.items():
             await self._send(topic, partition, builder)
         self.open.clear()
-        await asyncio.gather(*self.sent)
+        if self.sent:
+            with self.writes.waiting():
+                await asyncio.gather(*self.sent)
+            self.writes.acknowledged()
         return self.count
 
     async def _send(self, topic: str, partition: int, builder: BatchBuilder) -> None:
@@ -84,8 +91,9 @@ def _append(builder: BatchBuilder, value: bytes, key: bytes | None, headers: Hea
 class Results:
     """The results' producer, started and stopped with the service's Kafka connection."""
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, writes: Writes) -> None:
         self.settings = settings
+        self.writes = writes
         self.publishers: dict[str, DefaultPublisher] = {}  # by topic: the documented ones
         self.producer: AIOKafkaProducer | None = None
         self.partitioner = DefaultPartitioner()
@@ -97,7 +105,7 @@ class Results:
         """A new outbox for one consumed batch."""
         if self.producer is None:
             raise RuntimeError("the results' producer is not started")
-        return KafkaOutbox(self.producer, self.partitioner)
+        return KafkaOutbox(self.producer, self.partitioner, self.writes)
 
     async def start(self) -> None:
         if not self.publishers:

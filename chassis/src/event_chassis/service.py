@@ -83,6 +83,7 @@ class Service:
         self.tracer = self.tracer_provider.get_tracer("event_chassis", __version__)
         self.metrics = metrics.MessagingMetrics()
         self.readiness = health.Readiness()
+        self.writes = health.Writes()  # awaiting Kafka's acknowledgement, for readiness
         self.broker = broker.create_broker(settings)
         # Consumers only: the header guard is not needed on the publishing path.
         self.consumers = KafkaRouter(middlewares=[BinaryHeaderGuard])
@@ -90,7 +91,7 @@ class Service:
         self.subscribers: list[Any] = []  # FastStream's batch subscribers
         self.batch_consumers: list[BatchConsumer] = []  # one each
         self.published_topics: list[str] = [settings.dead_letter_topic]
-        self.results = Results(settings)
+        self.results = Results(settings, self.writes)
         self.dead_letters = DeadLetters(
             self.broker.publisher(
                 settings.dead_letter_topic,
@@ -106,6 +107,8 @@ class Service:
             self.readiness,
             self.metrics.kafka_connected,
             settings.kafka_check_interval_seconds,
+            self.writes,
+            settings.kafka_write_ack_seconds,
         )
         self._draining: asyncio.Task[None] | None = None
         self.database: Database | None = None  # see use_database
@@ -221,7 +224,7 @@ class Service:
         for error in (DBAPIError, PoolTimeoutError, ConnectionError):
             self.app.add_exception_handler(error, unavailable)
         if self.settings.outbox_relay:
-            self.relay = OutboxRelay(self.settings, self.metrics.registry, self.tracer)
+            self.relay = OutboxRelay(self.settings, self.metrics.registry, self.tracer, self.writes)
         self.migrations = list(migrations)
         return self.database
 
@@ -248,6 +251,7 @@ class Service:
             self.tracer,
             self.metrics.sent,
             self.readiness,
+            self.writes,
         )
 
     def include_router(self, router: APIRouter) -> None:

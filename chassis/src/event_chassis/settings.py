@@ -94,6 +94,9 @@ class ServiceSettings(BaseSettings):
     kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: str = ""
     kafka_check_interval_seconds: float = 5.0
+    # A write unacknowledged this long makes the service unready (too few in-sync
+    # replicas, say: the brokers answer a ping but refuse every write).
+    kafka_write_ack_seconds: float = 5.0
     consumer_group: str = "event-service"
     dead_letter_topic: str = "event-service.dead-letter"
     # Consumers this instance runs in its group, each with its own partitions, so a
@@ -188,6 +191,7 @@ class ServiceSettings(BaseSettings):
         "consumer_batch_size",
         "shutdown_grace_seconds",
         "kafka_check_interval_seconds",
+        "kafka_write_ack_seconds",
         "partition_hold_seconds",
         "partition_max_hold_seconds",
     )
