@@ -75,9 +75,16 @@ def topics(kafka: Kafka, name: str) -> dict[str, str]:
 
 
 def start(
-    service: tuple[ServiceInfo, Path, Path], kafka: Kafka, consul: Consul, **env: str
+    service: tuple[ServiceInfo, Path, Path],
+    kafka: Kafka,
+    consul: Consul,
+    **env: str,
 ) -> ServiceProcess:
-    """The service with the settings its README documents for a secured platform."""
+    """The service with the settings its README documents for a secured platform.
+
+    `CONSUL_HTTP_TOKEN_FILE` in `env`: the Consul token is in that file, and not in the
+    environment at all.
+    """
     info, script, root = service
     user = f"svc-{secrets.token_hex(3)}"
     password = secrets.token_urlsafe(16)
@@ -98,6 +105,8 @@ def start(
         "KAFKA_CHECK_INTERVAL_SECONDS": "1",
         **env,
     }
+    if "CONSUL_HTTP_TOKEN_FILE" in env:
+        del settings["CONSUL_HTTP_TOKEN"]
     name = env.get("CONSUMER_GROUP", "secured")
     process = ServiceProcess(info, script, settings, root / f"{name}-{user}.log").start()
     process.env.update(settings)
@@ -264,3 +273,61 @@ def test_without_a_consul_token_the_service_says_why_it_is_not_registered(
         registered_instances=len(registered),
     )
     assert passed, process.log_tail()
+
+
+def instances(consul: Consul, instance: str) -> list[str]:
+    """The IDs of the services registered in Consul's agent that name `instance`."""
+    url = f"{consul.http_url}/v1/agent/services"
+    headers = {"X-Consul-Token": consul.management_token or ""}
+    _, catalog = http_json("GET", url, headers=headers)
+    return [key for key in (catalog or {}) if instance in key]
+
+
+def revoke(consul: Consul, token: str) -> None:
+    accessor = consul.api("GET", "/v1/acl/token/self", token=token)["AccessorID"]
+    consul.api("DELETE", f"/v1/acl/token/{accessor}")
+
+
+def test_a_rotated_consul_token_file_is_read_again(
+    secured: tuple[Kafka, Consul], service: tuple[ServiceInfo, Path, Path], tmp_path: Path
+) -> None:
+    """The token file is replaced and the old token revoked, as a rotation does: the
+    service goes on with the new token, and on SIGTERM it deregisters with it."""
+    kafka, consul = secured
+    name = service[0].name
+    env = topics(kafka, "rotated-token")
+    instance = env["CONSUMER_GROUP"]
+    token_file = tmp_path / "consul_http_token"
+    first = consul.service_token(name)
+    token_file.write_text(first)
+    token_file.chmod(0o600)
+    process = start(
+        service,
+        kafka,
+        consul,
+        **env,
+        CONSUL_HTTP_TOKEN_FILE=str(token_file),
+        SERVICE_INSTANCE_ID=instance,
+    )
+    try:
+        registered = until(lambda: instances(consul, instance), 60)
+        replacement = tmp_path / "consul_http_token.new"
+        replacement.write_text(consul.service_token(name))
+        replacement.replace(token_file)
+        revoke(consul, first)
+        reread = until(lambda: "Consul token read again" in process.log_tail(200), 30)
+        time.sleep(6)  # one more registration check, now with the new token
+    finally:
+        process.terminate()
+    log = process.log_path.read_text(errors="replace")
+    after_stop = instances(consul, instance)
+    passed = bool(registered) and bool(reread) and not after_stop and "ACL not found" not in log
+    report.record(
+        "security.consul_token_file_rotated",
+        "The Consul token file replaced and the old token revoked: the service reads the new "
+        "one, goes on checking its registration with it, and deregisters with it on SIGTERM",
+        passed,
+        registered=len(registered or []),
+        still_registered_after_sigterm=len(after_stop),
+    )
+    assert passed, (after_stop, log[-3000:])

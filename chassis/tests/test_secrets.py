@@ -84,3 +84,39 @@ def test_an_unreachable_openbao_at_start_is_one_line(monkeypatch: pytest.MonkeyP
     assert str(raised.value) == (
         "OpenBao unreachable at http://127.0.0.1:9 (looking the token up): ConnectionError"
     )
+
+
+def test_a_rotated_secret_file_is_read_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Rewritten in place, or swapped as Kubernetes swaps a mounted Secret (a symlink to
+    a new directory): either is seen; a file missing for a moment is not a change."""
+    first = tmp_path / "v1"
+    first.mkdir()
+    (first / "consul_http_token").write_text("token-1\n")
+    (tmp_path / "..data").symlink_to(first)
+    mounted = tmp_path / "consul_http_token"
+    mounted.symlink_to(tmp_path / "..data" / "consul_http_token")
+    monkeypatch.setenv("CONSUL_HTTP_TOKEN_FILE", str(mounted))
+    watched = secrets.SecretFile.of("consul_http_token")
+    assert watched is not None
+    assert watched.changed() is None
+
+    second = tmp_path / "v2"
+    second.mkdir()
+    (second / "consul_http_token").write_text("token-2\n")
+    (tmp_path / "..data_tmp").symlink_to(second)
+    (tmp_path / "..data_tmp").replace(tmp_path / "..data")
+    assert watched.changed() == "token-2"
+    assert watched.changed() is None
+
+    (second / "consul_http_token").write_text("token-three\n")
+    assert watched.changed() == "token-three"
+    (second / "consul_http_token").unlink()
+    assert watched.changed() is None
+
+
+def test_without_a_file_nothing_is_watched(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONSUL_HTTP_TOKEN_FILE", raising=False)
+    monkeypatch.delenv("SECRETS_DIR", raising=False)
+    assert secrets.SecretFile.of("consul_http_token") is None

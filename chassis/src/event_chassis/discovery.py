@@ -24,6 +24,7 @@ import consul.aio
 from consul.exceptions import ACLPermissionDenied
 
 from .health import Readiness
+from .secrets import SecretFile, SecretsError
 from .settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class ConsulRegistration:
         self.max_backoff = max_backoff
         self.recheck_every = recheck_every
         self.registered = asyncio.Event()
+        self.token_file = SecretFile.of("consul_http_token")  # CONSUL_HTTP_TOKEN_FILE
         self._client: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -108,6 +110,7 @@ class ConsulRegistration:
                 await self._task
         if self._client is None:
             return
+        self._use_current_token()
         try:
             async with asyncio.timeout(2.0):
                 await self._client.agent.service.deregister(self.settings.service_id)
@@ -121,6 +124,7 @@ class ConsulRegistration:
         delay = 0.1
         registered_ready = False
         while True:
+            self._use_current_token()
             try:
                 ready = self.readiness is not None and self.readiness.ready
                 registered = await self._is_registered()
@@ -156,6 +160,20 @@ class ConsulRegistration:
                 logger.warning("Consul unreachable (%r); retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
+
+    def _use_current_token(self) -> None:
+        """A rotated token file's new token, for every later request (py-consul sends
+        `Consul.token` with each one)."""
+        if self.token_file is None:
+            return
+        try:
+            token = self.token_file.changed()
+        except SecretsError as error:
+            logger.warning("%s; keeping the Consul token in hand", error)
+            return
+        if token is not None:
+            self._client.token = token or None
+            logger.info("Consul token read again from %s", self.token_file.path)
 
     async def _pause(self, *, until_ready: bool) -> None:
         """Wait to check again; while not registered as ready, wake up when it is."""

@@ -100,6 +100,17 @@ def _read_file(path: Path, what: str) -> str:
         raise SecretsError(f"cannot read {what} from {path}: {error.strerror}") from None
 
 
+def secret_file(name: str) -> Path | None:
+    """The file the secret field `name` is read from, if any: `<NAME>_FILE`, else
+    `SECRETS_DIR/<name>` when it exists."""
+    environment = {key.upper(): value for key, value in os.environ.items()}
+    if named := environment.get(f"{name.upper()}_FILE", ""):
+        return Path(named)
+    folder = SecretsConfig().secrets_dir
+    path = Path(folder) / name
+    return path if folder and path.is_file() else None
+
+
 class FileSecrets(PydanticBaseSettingsSource):
     """`<NAME>_FILE` and `SECRETS_DIR/<name>` for every secret field."""
 
@@ -107,18 +118,50 @@ class FileSecrets(PydanticBaseSettingsSource):
         return None, field_name, False  # __call__ reads them all at once
 
     def __call__(self) -> dict[str, Any]:
-        config = SecretsConfig()
-        environment = {key.upper(): value for key, value in os.environ.items()}
         found: dict[str, Any] = {}
         for name, field in self.settings_cls.model_fields.items():
-            if not is_secret(field):
-                continue
-            named = environment.get(f"{name.upper()}_FILE", "")
-            path = Path(named) if named else Path(config.secrets_dir) / name
-            if named or (config.secrets_dir and path.is_file()):
+            if is_secret(field) and (path := secret_file(name)) is not None:
                 found[name] = _read_file(path, name.upper())
                 _record(name, f"file {path}")
         return found
+
+
+class SecretFile:
+    """A secret's file, read again when it changes (a rotated Kubernetes or Docker secret).
+
+    Kubernetes updates a mounted Secret by pointing a symlink at a new directory; an
+    operator may rewrite the file. Either changes the inode, size or modification time
+    of the file the path leads to, which is what `changed` compares.
+    """
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.path = path
+        self._stamp = self._stat()
+
+    @classmethod
+    def of(cls, name: str) -> SecretFile | None:
+        path = secret_file(name)
+        return cls(name, path) if path is not None else None
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            found = self.path.stat()
+        except OSError:
+            return None
+        return found.st_ino, found.st_size, found.st_mtime_ns
+
+    def changed(self) -> str | None:
+        """The new value if the file changed since it was last read, else None.
+
+        A file missing for a moment (being replaced) is no change: the value in hand stays.
+        """
+        stamp = self._stat()
+        if stamp is None or stamp == self._stamp:
+            return None
+        value = _read_file(self.path, self.name.upper())
+        self._stamp = stamp
+        return value
 
 
 class VaultSecrets(PydanticBaseSettingsSource):
