@@ -98,6 +98,7 @@ PROFILE_SECONDS = float(setting("PROFILE_SECONDS", "15"))
 SERVICES = setting("SERVICES", "")
 PROFILE = setting("PROFILE", "")
 PROFILE_VARIANT = setting("PROFILE_VARIANT", "service")
+IMAGE = setting("IMAGE", "1") == "1"  # 0: no image (the smoke test; tests/test_images.py builds it)
 PARTITIONS = 3
 PACKAGE = "value_architect"
 AUDITOR = {
@@ -451,8 +452,11 @@ def main() -> int:
             writes, write_profile = write_path(bench)
             progress("write path done")
             renders = [report.time_render(workdir / f"r{i}") for i in range(3)]
-        progress("building the service's image")
-        built = image.measure(bench.architect.directory)
+        if IMAGE:
+            progress("building the service's image")
+            built = image.measure(bench.architect.directory)
+        else:
+            built = {"not_measured": "BENCH_IMAGE=0"}
     knees = {kind: latency.knee(points) for kind, points in curves.items()}
     docs.mkdir(parents=True, exist_ok=True)
     latency.plot(

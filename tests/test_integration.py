@@ -25,7 +25,6 @@ from platform_native.configs import replace_addresses
 from platform_native.services import (
     ServiceInfo,
     ServiceProcess,
-    install,
     passing_instances,
     wait_until_passing,
 )
@@ -35,7 +34,7 @@ from .conftest import REPO, Platform
 from .jaeger import get_json
 from .kafka_clients import read_until
 from .polling import eventually
-from .rendering import render, wheelhouse
+from .rendering import install_services, render
 
 pytestmark = pytest.mark.infra
 
@@ -55,12 +54,13 @@ def services(
     root = tmp_path_factory.mktemp("services")
     started: dict[str, ServiceProcess] = {}
     try:
-        for answers in ({}, AUDITOR):
-            info = ServiceInfo.read(render(root, **answers))
+        infos = [ServiceInfo.read(render(root, **answers)) for answers in ({}, AUDITOR)]
+        scripts = install_services([info.directory for info in infos])
+        for info, script in zip(infos, scripts, strict=True):
             platform.kafka.create_topics(info.topics, partitions=info.partitions)
             process = ServiceProcess(
                 info,
-                install(info.directory, wheels=wheelhouse()),
+                script,
                 platform.service_env(),
                 root / f"{info.name}.log",
             ).start()

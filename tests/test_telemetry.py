@@ -28,12 +28,12 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from platform_native.services import ServiceInfo, ServiceProcess, install, wait_until_passing
+from platform_native.services import ServiceInfo, ServiceProcess, wait_until_passing
 
 from . import jaeger
 from .conftest import Platform
 from .polling import eventually
-from .rendering import render, wheelhouse
+from .rendering import install_services, render
 from .telemetry import (
     json_line_problems,
     logs_of_trace,
@@ -97,15 +97,16 @@ def chain(
     root = tmp_path_factory.mktemp("telemetry")
     started: dict[str, ServiceProcess] = {}
     try:
-        for answers in (INTAKE, CHECKER, ARCHIVER):
-            info = ServiceInfo.read(render(root, **answers))
-            if info.name == "trace-checker":
-                handlers = info.directory / "src" / "trace_checker" / "handlers.py"
-                handlers.write_text(handlers.read_text() + FLAKY_DEPENDENCY)
+        infos = [ServiceInfo.read(render(root, **a)) for a in (INTAKE, CHECKER, ARCHIVER)]
+        [checker] = [info.directory for info in infos if info.name == "trace-checker"]
+        handlers = checker / "src" / "trace_checker" / "handlers.py"
+        handlers.write_text(handlers.read_text() + FLAKY_DEPENDENCY)
+        scripts = install_services([info.directory for info in infos])
+        for info, script in zip(infos, scripts, strict=True):
             platform.kafka.create_topics(info.topics, partitions=info.partitions)
             started[info.name] = ServiceProcess(
                 info,
-                install(info.directory, wheels=wheelhouse()),
+                script,
                 platform.service_env(LOG_LEVELS=f"{info.package}=DEBUG"),  # handlers' lines
                 root / "logs" / f"{info.name}.log",
             ).start()
