@@ -13,8 +13,8 @@ CHASSIS_SOURCES := $(shell find chassis/src chassis/pyproject.toml chassis/READM
 test: $(VENV)/.installed $(WHEELS)/.built  ## every test but the few marked report_only (make report runs those)
 	$(PY) -m pytest -m "not report_only"
 
-test-fast: $(VENV)/.installed $(WHEELS)/.built  ## the tests that need no server
-	$(PY) -m pytest -m "not infra and not reliability"
+test-fast: $(VENV)/.installed $(WHEELS)/.built  ## the tests that need no server, two modules at a time
+	$(PY) -m pytest -m "not infra and not reliability" -n 2 --dist loadfile
 
 report: $(VENV)/.installed $(WHEELS)/.built  ## one run of the reliability suite into docs/reliability.{md,json}
 	RELIABILITY_REPORT_DIR=docs $(PY) -m pytest -m "reliability"
