@@ -9,6 +9,7 @@ so a check costs no request to Kafka.
 """
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -65,14 +66,13 @@ class Writes:
 
     def __init__(self) -> None:
         self._since: dict[int, float] = {}  # insertion order: the first is the oldest
-        self._next = 0
+        self._tokens = itertools.count()
         self.acknowledged_at = 0.0  # monotonic time of the last write acknowledged
 
     @contextmanager
     def waiting(self) -> Iterator[None]:
         """Around an await of Kafka's acknowledgements."""
-        token = self._next
-        self._next += 1
+        token = next(self._tokens)
         self._since[token] = time.monotonic()
         try:
             yield

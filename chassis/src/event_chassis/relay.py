@@ -198,8 +198,12 @@ class OutboxRelay:
                 except KafkaError as error:  # refused before sending (too large, say)
                     await self._failed(connection, row, error)
                     held.add(key)
-        with self.writes.waiting():
-            outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+        outcomes: list[Any] = []
+        if sent:  # as the results' outbox: an idle round waits for nothing
+            with self.writes.waiting():
+                outcomes = await asyncio.gather(
+                    *(future for _, future in sent), return_exceptions=True
+                )
         done = [
             row["position"]
             for (row, _), outcome in zip(sent, outcomes, strict=True)
