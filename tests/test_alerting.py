@@ -263,9 +263,14 @@ def test_a_stopped_consumer_fires_lag_and_resolves_once_drained(
 
     try:
         with Producer(bootstrap, topics["CONSUMES_TOPIC"], per_second=20):
-            # Consuming fine: Kafka's view of the group, labelled with its service.
-            found = eventually(lambda: chain.prometheus.query(lag), 90, "the group's lag")
-            assert found[0]["metric"]["service"] == SERVICE
+            # Consuming fine: Kafka's view of the group, labelled with its service
+            # once Prometheus has scraped the service's own consumed counter.
+            [found] = eventually(
+                lambda: [r for r in chain.prometheus.query(lag) if "service" in r["metric"]],
+                90,
+                "the group's lag, with its service",
+            )
+            assert found["metric"]["service"] == SERVICE
             process.terminate()  # SIGTERM: a graceful stop, deregistered at once
 
             [alert] = eventually(
