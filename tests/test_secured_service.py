@@ -83,7 +83,7 @@ def start(
     """The service with the settings its README documents for a secured platform.
 
     `CONSUL_HTTP_TOKEN_FILE` in `env`: the Consul token is in that file, and not in the
-    environment at all.
+    environment at all; so is the Kafka password with `KAFKA_SASL_PASSWORD_FILE`.
     """
     info, script, root = service
     user = f"svc-{secrets.token_hex(3)}"
@@ -107,10 +107,20 @@ def start(
     }
     if "CONSUL_HTTP_TOKEN_FILE" in env:
         del settings["CONSUL_HTTP_TOKEN"]
+    if "KAFKA_SASL_PASSWORD_FILE" in env:
+        write_secret(Path(env["KAFKA_SASL_PASSWORD_FILE"]), settings.pop("KAFKA_SASL_PASSWORD"))
     name = env.get("CONSUMER_GROUP", "secured")
     process = ServiceProcess(info, script, settings, root / f"{name}-{user}.log").start()
     process.env.update(settings)
     return process
+
+
+def write_secret(path: Path, value: str) -> None:
+    """Replace the file at once, as Kubernetes and Docker do."""
+    written = path.with_name(f"{path.name}.new")
+    written.write_text(value)
+    written.chmod(0o600)
+    written.replace(path)
 
 
 def until(check: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -149,12 +159,12 @@ def read(kafka: Kafka, topic: str, count: int, timeout: float = 60.0) -> list[An
     return read_until(bootstrap, topic, lambda records: len(records) >= count, timeout, **client)
 
 
-def produce(kafka: Kafka, topic: str, count: int) -> list[str]:
+def produce(kafka: Kafka, topic: str, count: int, prefix: str = "waiting") -> list[str]:
     async def send() -> list[str]:
         producer = AIOKafkaProducer(acks="all", **kafka_client(kafka))
         await producer.start()
         try:
-            names = [f"waiting-{i}" for i in range(count)]
+            names = [f"{prefix}-{i}" for i in range(count)]
             for name in names:
                 body = json.dumps({"company_name": name, "industry": "Security"}).encode()
                 await producer.send(topic, body, key=name.encode())
@@ -331,3 +341,51 @@ def test_a_rotated_consul_token_file_is_read_again(
         still_registered_after_sigterm=len(after_stop),
     )
     assert passed, (after_stop, log[-3000:])
+
+
+def test_a_new_kafka_password_file_restarts_the_service_in_place_and_loses_nothing(
+    secured: tuple[Kafka, Consul], service: tuple[ServiceInfo, Path, Path], tmp_path: Path
+) -> None:
+    """Kafka's SCRAM password for the service is changed, then its file rewritten, as a
+    rotation does. The old password no longer opens a connection: the service stops as on
+    SIGTERM and starts again in the same process with the new one, and every request
+    waiting before, during and after the restart is handled."""
+    kafka, consul = secured
+    env = topics(kafka, "rotated-password")
+    password_file = tmp_path / "kafka_sasl_password"
+    process = start(service, kafka, consul, **env, KAFKA_SASL_PASSWORD_FILE=str(password_file))
+    registered_ready = "in Consul (ready)"
+    try:
+        assert until(lambda: registered_ready in process.log_tail(200)), process.log_tail()
+        before = produce(kafka, env["CONSUMES_TOPIC"], 20, "before")
+        kafka.add_user(process.env["KAFKA_SASL_USERNAME"], secrets.token_urlsafe(16))
+        write_secret(password_file, kafka.users[process.env["KAFKA_SASL_USERNAME"]])
+        stopping = until(lambda: "holds a new password" in process.log_tail(200), 30)
+        during = produce(kafka, env["CONSUMES_TOPIC"], 20, "during")
+        started_again = until(lambda: process.log_tail(400).count(registered_ready) >= 2, 90)
+        after = produce(kafka, env["CONSUMES_TOPIC"], 20, "after")
+        results = read(kafka, env["PRODUCES_TOPIC"], 60, timeout=90)
+        same_process = process.process is not None and process.process.poll() is None
+    finally:
+        process.terminate()
+    log = process.log_path.read_text(errors="replace")
+    handled = [json.loads(record.value)["company_name"] for record in results]
+    sent = before + during + after
+    passed = (
+        bool(stopping)
+        and bool(started_again)
+        and same_process
+        and set(handled) == set(sent)
+        and "SaslAuthenticationFailed" not in log
+    )
+    report.record(
+        "security.kafka_password_file_rotated",
+        "The Kafka SCRAM password changed and its file rewritten: the service restarts in "
+        "place (the same process) with the new password; no request waiting before, during "
+        "or after is lost",
+        passed,
+        sent=len(sent),
+        handled=len(set(handled)),
+        duplicates=len(handled) - len(set(handled)),
+    )
+    assert passed, (stopping, started_again, same_process, len(set(handled)), log[-3000:])

@@ -3,9 +3,12 @@
 from pathlib import Path
 
 import pytest
+import uvicorn
 
-from event_chassis import secrets
+from event_chassis import Service, secrets
+from event_chassis.restart import CHECK_SECONDS, KafkaPasswordWatch
 from event_chassis.security import kafka_security
+from event_chassis.testing import test_settings
 
 from .example import Settings
 
@@ -120,3 +123,39 @@ def test_without_a_file_nothing_is_watched(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("CONSUL_HTTP_TOKEN_FILE", raising=False)
     monkeypatch.delenv("SECRETS_DIR", raising=False)
     assert secrets.SecretFile.of("consul_http_token") is None
+
+
+async def test_a_new_kafka_password_in_its_file_stops_the_service_to_start_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same password written again is no reason to stop; a new one is."""
+    path = secret_file(tmp_path, "kafka_sasl_password", "password-1")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD_FILE", str(path))
+    settings = test_settings(
+        Settings, kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="svc"
+    )
+    service = Service(settings)
+    server = uvicorn.Server(uvicorn.Config(service.app))
+    watch = KafkaPasswordWatch(server, service)
+    config = uvicorn.Config(service.app)
+    watch.configure(config)
+    assert config.callback_notify is not None
+    assert config.timeout_notify == CHECK_SECONDS
+
+    await watch()
+    secret_file(tmp_path, "kafka_sasl_password", "password-1")  # rewritten, unchanged
+    await watch()
+    assert not watch.restarting
+    assert not server.should_exit
+
+    secret_file(tmp_path, "kafka_sasl_password", "password-two")
+    await watch()
+    assert watch.restarting
+    assert server.should_exit
+
+
+def test_without_sasl_the_password_file_is_not_watched(tmp_path: Path) -> None:
+    service = Service(test_settings(Settings))
+    config = uvicorn.Config(service.app)
+    KafkaPasswordWatch(uvicorn.Server(config), service).configure(config)
+    assert config.callback_notify is None

@@ -2,6 +2,7 @@
 
 `run(create_service)` configures logging, then serves the app with uvicorn;
 `python -m <package> asyncapi` prints the service's AsyncAPI document instead.
+A new Kafka password in the password's file restarts the process in place (`restart`).
 Uvicorn turns SIGTERM into a graceful stop: it stops accepting connections,
 finishes the requests in flight, then runs the app's shut-down. The consumers
 stop fetching the moment the signal arrives, not only once uvicorn gets to the
@@ -21,6 +22,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 
 from . import logs, secrets
+from .restart import KafkaPasswordWatch, start_again
 from .service import Service
 from .settings import ServiceSettings
 
@@ -135,11 +137,15 @@ def run(create_service: Callable[[], Service], argv: Sequence[str] | None = None
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
     server = Server(config, service)
+    watch = KafkaPasswordWatch(server, service)
+    watch.configure(config)
     try:
         server.run()
     finally:
         logs.shutdown(provider)
     if service.fatal:
         sys.exit(f"{settings.otel_service_name} stopped: {service.fatal}")
+    if watch.restarting:
+        start_again()
     if not server.started:
         sys.exit(3)  # what `uvicorn.run` does when start-up failed
