@@ -414,6 +414,7 @@ def jaeger_passed(figures: dict[str, Any]) -> bool:
     )
 
 
+@pytest.mark.solo
 def test_jaeger_down_fails_nothing_and_memory_stays_flat(
     platform: Platform, architect: Installed
 ) -> None:
@@ -444,6 +445,7 @@ def test_jaeger_down_fails_nothing_and_memory_stays_flat(
     assert passed, (figures, process.log_tail(40))
 
 
+@pytest.mark.solo
 def test_jaeger_hung_fails_nothing_and_memory_stays_flat(
     platform: Platform, architect: Installed, tmp_path: Path
 ) -> None:
