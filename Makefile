@@ -19,8 +19,8 @@ test: $(VENV)/.installed $(WHEELS)/.built  ## every test but the few marked repo
 	$(PY) -m pytest -m "solo and not report_only" || status=$$(( status ? status : $$? )); \
 	exit $$status
 
-test-fast: $(VENV)/.installed $(WHEELS)/.built  ## the tests that need no server, two modules at a time
-	$(PY) -m pytest -m "not infra and not reliability" -n 2 --dist loadfile
+test-fast: $(VENV)/.installed $(WHEELS)/.built  ## the tests that need no server, three modules at a time
+	$(PY) -m pytest -m "not infra and not reliability" -n 3 --dist loadfile
 
 report: $(VENV)/.installed $(WHEELS)/.built  ## one run of the reliability suite into docs/reliability.{md,json}
 	RELIABILITY_REPORT_DIR=docs $(PY) -m pytest -m "reliability"
