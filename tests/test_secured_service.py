@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -389,3 +390,27 @@ def test_a_new_kafka_password_file_restarts_the_service_in_place_and_loses_nothi
         duplicates=len(handled) - len(set(handled)),
     )
     assert passed, (stopping, started_again, same_process, len(set(handled)), log[-3000:])
+
+
+def test_a_sigterm_while_stopping_for_a_new_password_stops_the_service_for_good(
+    secured: tuple[Kafka, Consul], service: tuple[ServiceInfo, Path, Path], tmp_path: Path
+) -> None:
+    """Told to stop while it stops to take a new Kafka password, the service exits and
+    does not start again in place: uvicorn raises the signal it caught again once its
+    shut-down is done, which ends the process before the chassis would start again."""
+    kafka, consul = secured
+    env = topics(kafka, "stopped-while-restarting")
+    password_file = tmp_path / "kafka_sasl_password"
+    process = start(service, kafka, consul, **env, KAFKA_SASL_PASSWORD_FILE=str(password_file))
+    try:
+        assert until(lambda: "in Consul (ready)" in process.log_tail(200)), process.log_tail()
+        write_secret(password_file, secrets.token_urlsafe(16))
+        assert until(lambda: "holds a new password" in process.log_tail(200), 30)
+        assert process.process is not None
+        process.process.send_signal(signal.SIGTERM)
+        exit_code = process.process.wait(30)
+        log = process.log_path.read_text(errors="replace")
+    finally:
+        process.terminate()
+    assert log.count("in Consul (ready)") == 1, log[-3000:]
+    assert exit_code in {0, -signal.SIGTERM}, log[-3000:]
