@@ -80,7 +80,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # Under pytest-xdist (make test-fast) each worker holds only its own rows: none is written.
+    # Under pytest-xdist (make test, make test-fast) each worker holds only its own rows:
+    # none is written.
     if _run.rows and not hasattr(session.config, "workerinput"):
         write(Path(os.environ.get("RELIABILITY_REPORT_DIR", REPO / "reports")))
 

@@ -116,6 +116,9 @@ def start(
     return process
 
 
+REGISTERED_READY = "in Consul (ready)"  # what the chassis logs once registered as ready
+
+
 def write_secret(path: Path, value: str) -> None:
     """Replace the file at once, as Kubernetes and Docker do."""
     written = path.with_name(f"{path.name}.new")
@@ -355,15 +358,14 @@ def test_a_new_kafka_password_file_restarts_the_service_in_place_and_loses_nothi
     env = topics(kafka, "rotated-password")
     password_file = tmp_path / "kafka_sasl_password"
     process = start(service, kafka, consul, **env, KAFKA_SASL_PASSWORD_FILE=str(password_file))
-    registered_ready = "in Consul (ready)"
     try:
-        assert until(lambda: registered_ready in process.log_tail(200)), process.log_tail()
+        assert until(lambda: REGISTERED_READY in process.log_tail(200)), process.log_tail()
         before = produce(kafka, env["CONSUMES_TOPIC"], 20, "before")
         kafka.add_user(process.env["KAFKA_SASL_USERNAME"], secrets.token_urlsafe(16))
         write_secret(password_file, kafka.users[process.env["KAFKA_SASL_USERNAME"]])
         stopping = until(lambda: "holds a new password" in process.log_tail(200), 30)
         during = produce(kafka, env["CONSUMES_TOPIC"], 20, "during")
-        started_again = until(lambda: process.log_tail(400).count(registered_ready) >= 2, 90)
+        started_again = until(lambda: process.log_tail(400).count(REGISTERED_READY) >= 2, 90)
         after = produce(kafka, env["CONSUMES_TOPIC"], 20, "after")
         results = read(kafka, env["PRODUCES_TOPIC"], 60, timeout=90)
         same_process = process.process is not None and process.process.poll() is None
@@ -403,7 +405,7 @@ def test_a_sigterm_while_stopping_for_a_new_password_stops_the_service_for_good(
     password_file = tmp_path / "kafka_sasl_password"
     process = start(service, kafka, consul, **env, KAFKA_SASL_PASSWORD_FILE=str(password_file))
     try:
-        assert until(lambda: "in Consul (ready)" in process.log_tail(200)), process.log_tail()
+        assert until(lambda: REGISTERED_READY in process.log_tail(200)), process.log_tail()
         write_secret(password_file, secrets.token_urlsafe(16))
         assert until(lambda: "holds a new password" in process.log_tail(200), 30)
         assert process.process is not None
@@ -412,5 +414,5 @@ def test_a_sigterm_while_stopping_for_a_new_password_stops_the_service_for_good(
         log = process.log_path.read_text(errors="replace")
     finally:
         process.terminate()
-    assert log.count("in Consul (ready)") == 1, log[-3000:]
+    assert log.count(REGISTERED_READY) == 1, log[-3000:]
     assert exit_code in {0, -signal.SIGTERM}, log[-3000:]

@@ -135,9 +135,9 @@ async def test_a_new_kafka_password_in_its_file_stops_the_service_to_start_again
         Settings, kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="svc"
     )
     service = Service(settings)
-    server = uvicorn.Server(uvicorn.Config(service.app))
-    watch = KafkaPasswordWatch(server, service)
     config = uvicorn.Config(service.app)
+    server = uvicorn.Server(config)
+    watch = KafkaPasswordWatch(server, service)
     watch.configure(config)
     assert config.callback_notify is not None
     assert config.timeout_notify == CHECK_SECONDS
