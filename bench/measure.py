@@ -191,19 +191,31 @@ async def steady_throughput(
     }
 
 
-def settle() -> dict[str, float]:
-    """Flush what the throughput runs left in the page cache before latency is measured.
+def settle(kafka_logs: Path, timeout: float = 120.0) -> dict[str, float]:
+    """Let the broker finish the throughput runs' clean-up before latency is measured.
 
-    Those runs write gigabytes to Kafka's logs; the kernel writes the dirty pages back
-    in the background for a while after, and a latency run during that writeback
-    (the first, in the harness before this one) waits on the disk. Returns how much
-    was dirty and how long `sync` took: the size of the effect this removes.
+    Those runs write gigabytes to Kafka's logs and delete their topics. The broker
+    removes a deleted partition's files a minute later (`file.delete.delay.ms`), and
+    the kernel writes dirty pages back in the background: both fell into the first
+    latency start, which was the worst of every run. This waits until no partition
+    awaits deletion, then flushes the page cache, and returns how much of each there
+    was and how long it took.
     """
+    began = time.monotonic()
+    deleting = len(list(kafka_logs.glob("*-delete")))
+    while any(kafka_logs.glob("*-delete")) and time.monotonic() - began < timeout:
+        time.sleep(1)
+    waited = time.monotonic() - began
     fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     dirty = sum(int(fields[name].split()[0]) for name in ("Dirty", "Writeback")) / 1024
-    began = time.monotonic()
+    flushing = time.monotonic()
     os.sync()
-    return {"dirty_mib": round(dirty, 1), "sync_s": round(time.monotonic() - began, 2)}
+    return {
+        "partitions_deleting": deleting,
+        "deletion_wait_s": round(waited, 1),
+        "dirty_mib": round(dirty, 1),
+        "sync_s": round(time.monotonic() - flushing, 2),
+    }
 
 
 def rss_mib(pid: int) -> float:

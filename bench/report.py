@@ -116,6 +116,7 @@ def throughput(r: dict[str, Any]) -> list[str]:
 
 def latency(r: dict[str, Any]) -> list[str]:
     rate = r["latency_rate_per_s"]
+    settled = r["settled_after_throughput"]
     lines = [
         "## Latency",
         "",
@@ -128,10 +129,12 @@ def latency(r: dict[str, Any]) -> list[str]:
         "so no producer under test sets it. Each start is warmed up for "
         f"{r['warmup_seconds']:.0f} s at the same rate first (its p99 below, excluded). The "
         "bare chain is the same two hops in bare aiokafka (batch API) behind a raw ASGI "
-        "endpoint (bench/chain.py). Before the first start, the page cache the throughput "
-        f"runs left dirty ({r['settled_after_throughput']['dirty_mib']} MiB) was flushed "
-        f"(`sync`, {r['settled_after_throughput']['sync_s']} s), so its writeback cannot "
-        "fall into a measured run.",
+        "endpoint (bench/chain.py). Before the first start, the bench waited until the "
+        f"broker had removed the {settled.get('partitions_deleting', 0)} partitions of the "
+        f"throughput runs' deleted topics ({settled.get('deletion_wait_s', 0)} s; it does "
+        "so a minute after each deletion), then flushed the page cache those runs left "
+        f"dirty ({settled['dirty_mib']} MiB, `sync` {settled['sync_s']} s), so neither "
+        "falls into a measured run.",
         "",
         *HEADER,
     ]

@@ -29,7 +29,8 @@ up when a variant could drain it), BENCH_SECONDS (10), BENCH_WARMUP (5),
 BENCH_REPEATS (5), BENCH_MAX_REPEATS (7), BENCH_RATE (200), BENCH_LATENCY_SECONDS
 (15), BENCH_CURVE_RATES (200,400,800,1600), BENCH_CURVE_SECONDS (10),
 BENCH_CURVE_CEILING (12800), BENCH_WRITE_REPEATS (3), BENCH_WRITE_SECONDS (10),
-BENCH_WRITE_WORKERS (32), BENCH_PROFILE_SECONDS (15). BENCH_SERVICES keeps the
+BENCH_WRITE_WORKERS (32), BENCH_PROFILE_SECONDS (15), BENCH_SETTLE_SECONDS (120, the
+longest wait for the broker's clean-up after throughput). BENCH_SERVICES keeps the
 rendered, installed services in a directory to reuse (the smoke test does);
 BENCH_PROFILE=FILE also samples the first throughput run of the service with py-spy
 (BENCH_PROFILE_VARIANT=service_full_sampling: of that variant instead).
@@ -95,6 +96,7 @@ WRITE_REPEATS = int(setting("WRITE_REPEATS", "3"))
 WRITE_SECONDS = float(setting("WRITE_SECONDS", "10"))
 WRITE_WORKERS = int(setting("WRITE_WORKERS", "32"))
 PROFILE_SECONDS = float(setting("PROFILE_SECONDS", "15"))
+SETTLE_SECONDS = float(setting("SETTLE_SECONDS", "120"))
 SERVICES = setting("SERVICES", "")
 PROFILE = setting("PROFILE", "")
 PROFILE_VARIANT = setting("PROFILE_VARIANT", "service")
@@ -441,7 +443,7 @@ def main() -> int:
             sampling = bench.helper("sampling")
             progress("services installed")
             runs, repeats = throughput(bench)
-            settled = settle()
+            settled = settle(kafka.data_dir, SETTLE_SECONDS)
             progress(f"throughput done; then {settled}")
             lat = latencies(bench)
             progress(f"latency at {RATE}/s done")

@@ -70,6 +70,7 @@ def test_bench_harness_writes_both_documents(tmp_path: Path) -> None:
         "BENCH_WRITE_SECONDS": "1",
         "BENCH_WRITE_WORKERS": "2",
         "BENCH_PROFILE_SECONDS": "2",
+        "BENCH_SETTLE_SECONDS": "0",  # no wait for the broker's deletions
         "BENCH_IMAGE": "0",  # 100 s; tests/test_images.py builds the same image as its CI does
         "BENCH_OUTPUT": str(tmp_path),
         "BENCH_SERVICES": str(installed_services_dir()),

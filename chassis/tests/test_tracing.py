@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 from opentelemetry import baggage, context, propagate
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBasedTraceIdRatio
@@ -16,6 +17,7 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
     TraceState,
+    get_current_span,
     set_span_in_context,
 )
 
@@ -24,6 +26,7 @@ from event_chassis.tracing import (
     MAX_QUEUED_SPANS,
     BoundedBatchSpanProcessor,
     create_tracer_provider,
+    extract,
     inject,
     kafka_headers,
 )
@@ -227,3 +230,51 @@ def test_baggage_and_other_propagators_go_through_opentelemetry(
         monkeypatch.setattr("event_chassis.tracing.W3C_PROPAGATION", False)
         monkeypatch.setattr(propagate, "inject", lambda carrier, **_: carrier.update(custom="1"))
         assert dict(kafka_headers(span, "application/json"))["custom"] == b"1"
+
+
+TRACE_ID, SPAN_ID = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-01")],
+        [("content-type", "application/json"), ("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-00")],
+        [("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-01"), ("tracestate", "vendor=value")],
+        [("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-01"), ("baggage", "tenant=acme")],
+        [("traceparent", f"00-{TRACE_ID.upper()}-{SPAN_ID}-01")],
+        [("traceparent", f"00-{'0' * 32}-{SPAN_ID}-01")],
+        [("traceparent", f"00-{TRACE_ID}-{'0' * 16}-01")],
+        [("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-01-extra")],
+        [("traceparent", f"01-{TRACE_ID}-{SPAN_ID}-01-extra")],
+        [("traceparent", f"ff-{TRACE_ID}-{SPAN_ID}-01")],
+        [("traceparent", f" 00-{TRACE_ID}-{SPAN_ID}-01 ")],
+        [("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-01"), ("traceparent", "00-1-2-01")],
+        [("traceparent", "")],
+        [("content-type", "application/json")],
+    ],
+)
+def test_a_record_context_is_read_exactly_as_opentelemetry_extracts_it(
+    headers: list[tuple[str, str]],
+) -> None:
+    record_headers = [(name, value.encode()) for name, value in headers]
+    carrier = dict(headers)  # what the propagators see (the last of a repeated header)
+    expected = propagate.extract(carrier)
+    read = extract(record_headers) or Context()
+
+    def ids(found: Context) -> SpanContext:
+        return get_current_span(found).get_span_context()
+
+    assert ids(read) == ids(expected)
+    assert ids(read).trace_state == ids(expected).trace_state
+    assert ids(read).is_remote == ids(expected).is_remote
+    assert baggage.get_all(read) == baggage.get_all(expected)
+
+
+def test_a_plain_traceparent_is_read_without_the_propagators(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(propagate, "extract", lambda *_, **__: pytest.fail("propagators"))
+    read = extract([("traceparent", f"00-{TRACE_ID}-{SPAN_ID}-01".encode())])
+    assert read is not None
+    assert format(get_current_span(read).get_span_context().trace_id, "032x") == TRACE_ID

@@ -12,17 +12,18 @@ Spans leave through a BatchSpanProcessor: export runs on a background thread
 and its queue is bounded, so a slow or absent collector costs neither latency
 nor unbounded memory (spans over the bound are dropped). Shut-down is bounded
 too: the SDK's own retries a dead collector for 30 s, longer than an
-orchestrator's grace period.
+orchestrator's grace period. The exporter is the SDK's with a cheaper encoding
+(`otlp`).
 """
 
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry import baggage, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -39,11 +40,20 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
+from .otlp import WireSpanExporter
 from .settings import ServiceSettings
 
 # The SDK default, which OTEL_BSP_MAX_QUEUE_SIZE changes (as OTEL_BSP_* do theirs).
 MAX_QUEUED_SPANS = 2048
 FLUSH_SECONDS = 5.0  # a live collector takes milliseconds; a dead one is not waited for
+
+# OpenTelemetry's default propagators: W3C trace context and baggage.
+W3C_PROPAGATION = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "") in {
+    "tracecontext,baggage",
+    "tracecontext",
+}
+TRACE_HEADERS = {"traceparent", "tracestate", "baggage"}
+TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 SAMPLERS: dict[str, Callable[[float], Sampler]] = {
     "always_on": lambda _: ALWAYS_ON,
@@ -89,25 +99,41 @@ def create_tracer_provider(settings: ServiceSettings) -> TracerProvider:
     exporter: SpanExporter = ConsoleSpanExporter()
     if settings.otel_traces_exporter == "otlp":
         endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
-        exporter = OTLPSpanExporter(endpoint=endpoint)
+        exporter = WireSpanExporter(endpoint=endpoint)
     provider.add_span_processor(BoundedBatchSpanProcessor(exporter))
     return provider
 
 
 def extract(headers: Iterable[tuple[str, bytes | None]]) -> Context | None:
-    """The producer's trace context from a Kafka record's headers (None: there is none)."""
+    """The producer's trace context from a Kafka record's headers (None: there is none).
+
+    A record with nothing but a plain `traceparent` (what `kafka_headers` writes) is
+    read here: the propagators take 4.7 µs a record, this 1 µs, and a test compares
+    the two. Anything else (`tracestate`, baggage, other propagators) goes through them.
+    """
     if not headers:
         return None
+    if W3C_PROPAGATION and (parent := _plain_traceparent(headers)) is not None:
+        return parent
     fields = propagate.get_global_textmap().fields
     carrier = {name: (value or b"").decode() for name, value in headers if name in fields}
     return propagate.extract(carrier) if carrier else None
 
 
-# OpenTelemetry's default propagators: W3C trace context and baggage.
-W3C_PROPAGATION = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "") in {
-    "tracecontext,baggage",
-    "tracecontext",
-}
+def _plain_traceparent(headers: Iterable[tuple[str, bytes | None]]) -> Context | None:
+    """The context of a well-formed version-00 `traceparent` that is the only trace header."""
+    traceparent = None
+    for name, value in headers:
+        if name in TRACE_HEADERS:
+            if name != "traceparent" or traceparent is not None:
+                return None
+            traceparent = value
+    match = TRACEPARENT.fullmatch(traceparent) if traceparent else None
+    if match is None or not int(match[1], 16) or not int(match[2], 16):
+        return None
+    flags = trace.TraceFlags(int(match[3], 16))
+    ids = trace.SpanContext(int(match[1], 16), int(match[2], 16), is_remote=True, trace_flags=flags)
+    return trace.set_span_in_context(trace.NonRecordingSpan(ids))
 
 
 def kafka_headers(span: trace.Span, content_type: str) -> list[tuple[str, bytes]]:
