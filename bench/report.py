@@ -117,6 +117,7 @@ def throughput(r: dict[str, Any]) -> list[str]:
 def latency(r: dict[str, Any]) -> list[str]:
     rate = r["latency_rate_per_s"]
     settled = r["settled_after_throughput"]
+    first = r.get("latency_first_starts") or {"service": {}, "aiokafka": {}}
     lines = [
         "## Latency",
         "",
@@ -134,7 +135,13 @@ def latency(r: dict[str, Any]) -> list[str]:
         f"throughput runs' deleted topics ({settled.get('deletion_wait_s', 0)} s; it does "
         "so a minute after each deletion), then flushed the page cache those runs left "
         f"dirty ({settled['dirty_mib']} MiB, `sync` {settled['sync_s']} s), so neither "
-        "falls into a measured run.",
+        "falls into a measured run. Then one start of each chain ran without being "
+        f"counted (p99 {first['service'].get('p99')} ms for the generated services, "
+        f"{first['aiokafka'].get('p99')} ms for the bare chain): whichever chain went first "
+        "on this broker was its slowest start, for 10-20 s of load, while the other "
+        "chain's start right after it was not, and the servers were idle meanwhile; so the "
+        "broker itself warms up on this low-rate path (most likely its JIT: the "
+        "throughput runs take other code paths).",
         "",
         *HEADER,
     ]
