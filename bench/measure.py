@@ -196,10 +196,10 @@ def settle(kafka_logs: Path, timeout: float = 120.0) -> dict[str, float]:
 
     Those runs write gigabytes to Kafka's logs and delete their topics. The broker
     removes a deleted partition's files a minute later (`file.delete.delay.ms`), and
-    the kernel writes dirty pages back in the background: both fell into the first
-    latency start, which was the worst of every run. This waits until no partition
-    awaits deletion, then flushes the page cache, and returns how much of each there
-    was and how long it took.
+    the kernel writes dirty pages back in the background: either would fall into the
+    first latency start. This waits until no partition awaits deletion, then flushes
+    the page cache, and returns how much of each there was and how long it took. (The
+    first start was still the slowest with this wait: see `run.latencies` for why.)
     """
     began = time.monotonic()
     deleting = len(list(kafka_logs.glob("*-delete")))
