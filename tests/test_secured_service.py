@@ -347,6 +347,23 @@ def test_a_rotated_consul_token_file_is_read_again(
     assert passed, (after_stop, log[-3000:])
 
 
+def start_reading_a_password_file(
+    secured: tuple[Kafka, Consul],
+    service: tuple[ServiceInfo, Path, Path],
+    tmp_path: Path,
+    name: str,
+) -> tuple[dict[str, str], Path, ServiceProcess]:
+    """The service on topics of its own, its Kafka password in a file it watches; ready."""
+    kafka, consul = secured
+    env = topics(kafka, name)
+    password_file = tmp_path / "kafka_sasl_password"
+    process = start(service, kafka, consul, **env, KAFKA_SASL_PASSWORD_FILE=str(password_file))
+    if not until(lambda: REGISTERED_READY in process.log_tail(200)):
+        process.terminate()
+        raise AssertionError(process.log_tail())
+    return env, password_file, process
+
+
 def test_a_new_kafka_password_file_restarts_the_service_in_place_and_loses_nothing(
     secured: tuple[Kafka, Consul], service: tuple[ServiceInfo, Path, Path], tmp_path: Path
 ) -> None:
@@ -354,12 +371,11 @@ def test_a_new_kafka_password_file_restarts_the_service_in_place_and_loses_nothi
     rotation does. The old password no longer opens a connection: the service stops as on
     SIGTERM and starts again in the same process with the new one, and every request
     waiting before, during and after the restart is handled."""
-    kafka, consul = secured
-    env = topics(kafka, "rotated-password")
-    password_file = tmp_path / "kafka_sasl_password"
-    process = start(service, kafka, consul, **env, KAFKA_SASL_PASSWORD_FILE=str(password_file))
+    kafka, _ = secured
+    env, password_file, process = start_reading_a_password_file(
+        secured, service, tmp_path, "rotated-password"
+    )
     try:
-        assert until(lambda: REGISTERED_READY in process.log_tail(200)), process.log_tail()
         before = produce(kafka, env["CONSUMES_TOPIC"], 20, "before")
         kafka.add_user(process.env["KAFKA_SASL_USERNAME"], secrets.token_urlsafe(16))
         write_secret(password_file, kafka.users[process.env["KAFKA_SASL_USERNAME"]])
@@ -400,12 +416,10 @@ def test_a_sigterm_while_stopping_for_a_new_password_stops_the_service_for_good(
     """Told to stop while it stops to take a new Kafka password, the service exits and
     does not start again in place: uvicorn raises the signal it caught again once its
     shut-down is done, which ends the process before the chassis would start again."""
-    kafka, consul = secured
-    env = topics(kafka, "stopped-while-restarting")
-    password_file = tmp_path / "kafka_sasl_password"
-    process = start(service, kafka, consul, **env, KAFKA_SASL_PASSWORD_FILE=str(password_file))
+    _, password_file, process = start_reading_a_password_file(
+        secured, service, tmp_path, "stopped-while-restarting"
+    )
     try:
-        assert until(lambda: REGISTERED_READY in process.log_tail(200)), process.log_tail()
         write_secret(password_file, secrets.token_urlsafe(16))
         assert until(lambda: "holds a new password" in process.log_tail(200), 30)
         assert process.process is not None
