@@ -331,6 +331,18 @@ def test_postgres_gives_each_service_a_database_only_it_reaches(tmp_path: Path) 
     assert not any(tmp_path.joinpath("postgres").glob("server*"))
 
 
+def test_postgres_leaves_no_data_outside_a_thrown_away_work_directory(tmp_path: Path) -> None:
+    # pytest's 0700 folders keep the postgres account out when root runs the tests, so the
+    # data goes to /var/tmp. The tests delete their work directories, never that folder:
+    # CI left one of several hundred MB for each server it started.
+    postgres = Postgres(tmp_path / "postgres")
+    with running(postgres):
+        data = postgres.server_dir.resolve()
+        assert (data / "data" / "PG_VERSION").exists()
+    assert not data.exists(), f"{data} outlived the server"
+    assert not postgres.server_dir.is_symlink()
+
+
 # ------------------------------------------------------------------------ decK
 
 KONG_VALID = """\

@@ -157,6 +157,12 @@ class Server:
             processes.stop_process_group(self.pid, timeout, self.leader_stop_signal)
         self._forget()
 
+    def remove_outside(self) -> None:
+        """Delete what this server keeps outside its work directory (stopped first).
+
+        Nothing by default; deleting the work directory then deletes everything.
+        """
+
     def kill(self) -> None:
         """SIGKILL the process group at once (simulates a crash)."""
         if self.pid is not None:
@@ -236,7 +242,11 @@ class OtlpReceiver:
 
 @contextmanager
 def running(*servers: Server) -> Iterator[tuple[Server, ...]]:
-    """Start ``servers`` in order and stop them in reverse order on exit."""
+    """Start ``servers`` in order; on exit stop them in reverse order and delete what
+    they keep outside their work directories (:meth:`Server.remove_outside`).
+
+    For tests and the bench, whose work directories are thrown away afterwards.
+    """
     started: list[Server] = []
     try:
         for server in servers:
@@ -246,3 +256,5 @@ def running(*servers: Server) -> Iterator[tuple[Server, ...]]:
     finally:
         for server in reversed(started):
             server.stop()
+        for server in servers:
+            server.remove_outside()

@@ -18,7 +18,8 @@ the server run as the ``postgres`` account Debian's package creates (made with `
 --system`` if it is missing), without supplementary groups. That account must reach its
 data directory, which a work directory under /root or pytest's 0700 temporary folders
 denies it: then the data lives in a private folder made in /var/tmp, ``<workdir>/server``
-links to it, and :func:`remove_data` deletes both.
+links to it, and :func:`remove_data` deletes both (``servers.running`` deletes that
+folder on exit, since the tests' work directories are thrown away without it).
 
 The postmaster runs in the foreground, in its own process group like every server here,
 not through ``pg_ctl start``, which would setsid() it out of the group that ``down`` and
@@ -101,13 +102,18 @@ def reachable(path: Path, account: Account) -> bool:
     return True
 
 
-def remove_data(workdir: Path) -> None:
-    """Delete a server's data and secrets, including a data folder outside ``workdir``."""
+def remove_outside(workdir: Path) -> None:
+    """Delete a data folder kept outside ``workdir`` (in OUTSIDE), and the link to it."""
     server_dir = workdir / "server"
     if server_dir.is_symlink():
         shutil.rmtree(server_dir.resolve(), ignore_errors=True)
         server_dir.unlink()
-    shutil.rmtree(server_dir, ignore_errors=True)
+
+
+def remove_data(workdir: Path) -> None:
+    """Delete a server's data and secrets, including a data folder outside ``workdir``."""
+    remove_outside(workdir)
+    shutil.rmtree(workdir / "server", ignore_errors=True)
     shutil.rmtree(workdir / "secrets", ignore_errors=True)
 
 
@@ -195,6 +201,12 @@ class Postgres(Server):
         """Delete the data and the secrets (stopped first); the next start runs initdb."""
         self.stop()
         remove_data(self.workdir)
+
+    def remove_outside(self) -> None:
+        """Delete the data kept in OUTSIDE, if any (stopped first): deleting the work
+        directory alone would leave it there."""
+        self.stop()
+        remove_outside(self.workdir)
 
     # -- lifecycle
 
