@@ -15,12 +15,12 @@ CHASSIS_SOURCES := $(shell find chassis/src chassis/pyproject.toml chassis/READM
 # code is the first phase's failure, else the second's.
 test: $(VENV)/.installed $(WHEELS)/.built  ## every test but the few marked report_only (make report runs those)
 	status=0; \
-	$(PY) -m pytest -m "not report_only and not solo" -n 3 --dist loadfile || status=$$?; \
+	$(PY) -m pytest -m "not report_only and not solo" -n 3 --dist loadfile --no-loadscope-reorder || status=$$?; \
 	$(PY) -m pytest -m "solo and not report_only" || status=$$(( status ? status : $$? )); \
 	exit $$status
 
 test-fast: $(VENV)/.installed $(WHEELS)/.built  ## the tests that need no server, three modules at a time
-	$(PY) -m pytest -m "not infra and not reliability" -n 3 --dist loadfile
+	$(PY) -m pytest -m "not infra and not reliability" -n 3 --dist loadfile --no-loadscope-reorder
 
 report: $(VENV)/.installed $(WHEELS)/.built  ## one run of the reliability suite into docs/reliability.{md,json}
 	RELIABILITY_REPORT_DIR=docs $(PY) -m pytest -m "reliability"

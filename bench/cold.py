@@ -2,9 +2,9 @@
 
 Clones this repository's HEAD into a scratch folder and runs `make test` there with every
 cache private and empty: the platform's build cache (PLATFORM_CACHE_DIR: the servers, the
-tools, the stand-in base image), Go's module and build caches, Maven's repository and
-pip's cache. Only what a machine has before a session (Python, Java, Maven, Go, Debian's
-packages already installed) is shared. Prints `make test`'s own progress lines as they
+tools, the stand-in base image), Go's module and build caches, Maven's repository, and
+pip's and uv's caches. Only what a machine has before a session (Python, Java, Maven, Go,
+Debian's packages already installed) is shared. Prints `make test`'s own progress lines as they
 come. Then clones HEAD again and runs `make test` with the caches the first run filled: the
 warm figure, as CI has it. Writes docs/cold-test.{md,json} (COLD_OUTPUT moves them): the
 commit (a clone has no uncommitted change) and its chassis version, each run's total
@@ -41,6 +41,7 @@ def private_caches(root: Path) -> dict[str, str]:
         "GOPATH": str(root / "go" / "path"),
         "MAVEN_OPTS": f"-Dmaven.repo.local={root / 'maven'}",
         "PIP_CACHE_DIR": str(root / "pip"),
+        "UV_CACHE_DIR": str(root / "uv"),
     }
 
 
@@ -108,7 +109,7 @@ def main() -> int:
         f"# A cold and a warm `make test`\n\nWritten by `make cold-test` at "
         f"{result['measured_at']} from commit `{commit}` (event-chassis "
         f"{result['chassis_version']}) on {result['cpus']} CPUs. Cold: a fresh clone, every "
-        "cache private and empty (servers, tools, Go modules and builds, Maven, pip). Warm: "
+        "cache private and empty (servers, tools, Go modules and builds, Maven, pip, uv). Warm: "
         "another fresh clone right after, with the caches the cold run filled (what CI "
         "does on a machine that has run it before).\n\n"
         "| run | time | budget | | exit code | tests |\n|---|---|---|---|---|---|\n"

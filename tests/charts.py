@@ -13,16 +13,16 @@ import json
 import os
 import subprocess
 import tomllib
-import venv
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import yaml
 
+from platform_native import installer
 from tests.harness.helm import run_helm, run_kubeconform
 
-from .rendering import REPO, pip_env, run
+from .rendering import REPO, wheelhouse
 
 KUBERNETES_VERSION = "1.37"
 CRDS = REPO.parent / "shared" / "k8s-crds"
@@ -110,11 +110,8 @@ def kinds(objects: list[Object]) -> set[str]:
 def chassis_python(directory: Path) -> Path:
     """A virtualenv with the event-chassis (the services' only dependency) from .wheels,
     with its PostgreSQL extra (a stateful service imports it)."""
-    env_dir = directory / ".venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run([*pip, "event-chassis[testing,postgres]"], directory, env=pip_env())
+    python = installer.create_venv(directory / ".venv")
+    installer.install(python, "event-chassis[testing,postgres]", find_links=[wheelhouse()])
     return python
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import venv
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from cookiecutter.main import cookiecutter
 
 from platform_deploy.new import chassis_requirement
-from platform_native import services
+from platform_native import installer, services
 
 REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".wheels"
@@ -23,12 +22,6 @@ def wheelhouse() -> Path:
     """The folder holding the chassis wheel built from chassis/ (`make wheels`, if stale)."""
     subprocess.run(["make", "-s", "-C", str(REPO), "wheels"], check=True, timeout=600)
     return WHEELS
-
-
-def pip_env(*wheels: Path) -> dict[str, str]:
-    """pip settings that find the chassis here, as an organisation's index would serve it."""
-    found = [*map(str, wheels), str(wheelhouse()), os.environ.get("PIP_FIND_LINKS", "")]
-    return {**os.environ, "PIP_FIND_LINKS": " ".join(filter(None, found))}
 
 
 def render(output_dir: Path, **answers: str) -> Path:
@@ -58,20 +51,17 @@ def install(service: Path, *wheels: Path) -> Path:
 
     `wheels`: more folders of wheels to look in first (a newer chassis, say).
     """
-    env_dir = service / ".venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    upgrade = ["--upgrade", "--upgrade-strategy", "eager"]
-    run([*pip, *upgrade, "-e", f"{service}[dev]"], service, env=pip_env(*wheels))
+    python = installer.create_venv(service / ".venv")
+    links = [*wheels, wheelhouse()]
+    installer.install(python, "-e", f"{service}[dev]", find_links=links, upgrade=True)
     return python
 
 
 def install_services(directories: list[Path]) -> list[Path]:
     """Install rendered services side by side (their console scripts, in order).
 
-    Each install waits on the index and on unpacking for about 20 s, much of it idle,
-    so two or three at once take little longer than one.
+    Each install waits on the index for part of its 3 s, so two or three at once take
+    little longer than one.
     """
     wheels = wheelhouse()
     with ThreadPoolExecutor(max_workers=len(directories) or 1) as pool:

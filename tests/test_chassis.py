@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import venv
 from pathlib import Path
 
 import pytest
+
+from platform_native import installer
 
 from . import report
 from .conftest import Platform
@@ -20,11 +21,8 @@ CHASSIS = REPO / "chassis"
 
 @pytest.fixture(scope="module")
 def python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    env_dir = tmp_path_factory.mktemp("chassis") / ".venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run([*pip, "--upgrade", "--upgrade-strategy", "eager", "-e", f"{CHASSIS}[dev]"], CHASSIS)
+    python = installer.create_venv(tmp_path_factory.mktemp("chassis") / ".venv")
+    installer.install(python, "-e", f"{CHASSIS}[dev]", upgrade=True)
     return python
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import venv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from platform_deploy import openbao
 from platform_deploy.databases import SERVICE_UID
+from platform_native import installer
 from platform_native.databases import SUPERUSER
 from platform_native.servers import OpenBao, Postgres, Server, running
 
@@ -199,11 +199,8 @@ def test_database_credentials_reach_only_the_services_database_and_leave_no_obje
 @pytest.fixture(scope="module")
 def chassis_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The chassis with its dev extra (hvac among it) in a fresh virtualenv."""
-    env_dir = tmp_path_factory.mktemp("chassis") / ".venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run([*pip, "-e", f"{CHASSIS}[dev]"], CHASSIS)
+    python = installer.create_venv(tmp_path_factory.mktemp("chassis") / ".venv")
+    installer.install(python, "-e", f"{CHASSIS}[dev]")
     return python
 
 

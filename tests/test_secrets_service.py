@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import hvac
 import pytest
 
 from platform_deploy import openbao
+from platform_native import installer
 from platform_native.servers import Consul, Kafka, OpenBao, running
 from platform_native.services import ServiceInfo, ServiceProcess, install
 
@@ -47,8 +47,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> tuple[ServiceInfo, Path
     root = tmp_path_factory.mktemp("secrets-app")
     info = ServiceInfo.read(render(root))
     script = install(info.directory, wheels=wheelhouse())
-    pip = [str(info.directory / ".venv" / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "hvac>=2.4,<3"], check=True, timeout=300)  # the `vault` extra
+    installer.install(info.directory / ".venv" / "bin" / "python", "hvac>=2.4,<3")  # `vault`
     return info, script, root
 
 

@@ -22,10 +22,12 @@ build.py (cached, locked builds), gobuild.py (Go recipes), configs.py (the
 shipped configs and the one rule for what differs natively), processes.py
 (ports, process groups, clean-up at exit), probes.py (readiness checks),
 progress.py (step lines and heartbeats), services.py (the teams' services as
-local processes), tools.py (running the config checkers), databases.py (each
-service's database and role), apt.py (Debian packages). Only what
-``deploy-all.sh`` runs is here; what only the tests start (the private Docker
-engine, kube-apiserver with etcd, Helm, actionlint) is in tests/harness/.
+local processes), installer.py (their virtualenvs, made with uv: the one module
+that needs more than the standard library), tools.py (running the config
+checkers), databases.py (each service's database and role), apt.py (Debian
+packages). Only what ``deploy-all.sh`` runs is here; what only the tests start
+(the private Docker engine, kube-apiserver with etcd, Helm, actionlint) is in
+tests/harness/.
 """
 
 from platform_native.build import BuildError

@@ -14,11 +14,11 @@ import subprocess
 import time
 import tomllib
 import urllib.request
-import venv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from platform_native import installer
 from platform_native.processes import HOST, free_ports
 
 
@@ -57,24 +57,21 @@ def install(directory: Path, *, wheels: Path | None = None, upgrade: bool = Fals
     """Install the service into `<directory>/.venv`; returns its console script.
 
     `wheels` is a folder holding the event-chassis wheel built from this repository
-    (`make wheels`): pip looks there besides its usual index, and that wheel replaces
-    whatever chassis the venv had, so a change to chassis/ reaches every service.
+    (`make wheels`): the installer looks there besides its usual index, and that wheel
+    replaces whatever chassis the venv had, so a change to chassis/ reaches every service.
     The service itself is installed editable: a team's edits run as they are.
     """
     info = ServiceInfo.read(directory)
     env_dir = directory / ".venv"
     script = env_dir / "bin" / info.name
-    pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    env = dict(os.environ)
-    if wheels is not None:
-        env["PIP_FIND_LINKS"] = f"{wheels} {env.get('PIP_FIND_LINKS', '')}".strip()
+    links = [wheels] if wheels is not None else []
     if upgrade or not script.exists():
-        venv.create(env_dir, with_pip=True, clear=True)
-        subprocess.run([*pip, "-e", str(directory)], check=True, timeout=900, env=env)
+        python = installer.create_venv(env_dir)
+        installer.install(python, "-e", str(directory), find_links=links)
     if wheels is not None:
         [chassis] = sorted(wheels.glob("event_chassis-*.whl"))
-        reinstall = [*pip, "--force-reinstall", "--no-deps", str(chassis)]
-        subprocess.run(reinstall, check=True, timeout=300, env=env)
+        python = env_dir / "bin" / "python"
+        installer.install(python, str(chassis), no_deps=True, reinstall=True)
     return script
 
 
