@@ -69,29 +69,31 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield Platform(kafka, consul, jaeger, workdir, logs, collector)
 
 
-# The modules that take minutes, longest first (one make test, warm). `make test` hands
-# out modules in collection order (--no-loadscope-reorder), so these start first and the
-# short ones fill in after; xdist's own order, most tests first, started the 3-minute
-# rotation last and left it running alone.
+# The twenty modules that take longest, longest first (their tests' total time in one
+# warm make test). `make test` hands out modules in this order (--no-loadscope-reorder), so
+# the long ones start first and the short ones fill in after; xdist's own order, most
+# tests first, started the 3-minute rotation last and left it running alone.
 SLOW_FIRST = (
     "test_reliability_state.py",
     "test_reliability_secrets.py",
     "test_kafka_cluster.py",
     "test_chassis.py",
     "test_alerting.py",
-    "test_openbao.py",
     "test_bench_smoke.py",
+    "test_openbao.py",
     "test_images.py",
     "test_secured_service.py",
-    "test_deploy.py",
+    "test_template.py",
+    "test_native_servers.py",
     "test_reliability_dependencies.py",
     "test_reliability_messages.py",
-    "test_native_servers.py",
-    "test_telemetry.py",
-    "test_compose.py",
-    "test_template.py",
-    "test_upgrade.py",
     "test_install_anywhere.py",
+    "test_deploy.py",
+    "test_compose.py",
+    "test_chart_dry_run.py",
+    "test_chart.py",
+    "test_upgrade.py",
+    "test_contracts.py",
 )
 
 
