@@ -6,6 +6,8 @@
     helm.py           Helm and kubeconform, the offline checkers of the charts
     kubernetes.py     those built before the tests, with progress lines
     actionlint.py     the GitHub Actions workflow checker
+    prebuild.py       the servers and these tools (not the stand-in image), built
+                      before `make test` starts pytest, with progress lines
 
 They build with platform_native.build into the same cache
 (~/.cache/event-platform) as the platform's servers, under the same names and
