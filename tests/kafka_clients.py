@@ -69,11 +69,18 @@ def read_until(
     return asyncio.run(run())
 
 
-def end_offsets(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> dict[int, int]:
-    """The end offset of each partition of `topic` (how many records each holds)."""
+def end_offsets(
+    bootstrap: str, topic: str, partitions: int = PARTITIONS, timeout: float | None = None
+) -> dict[int, int]:
+    """The end offset of each partition of `topic` (how many records each holds).
+
+    `timeout`: give up after that many seconds (TimeoutError). Without it, a broker that
+    is starting or frozen can hold one count for aiokafka's 40 s request timeout.
+    """
 
     async def run() -> dict[int, int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        request_timeout = {"request_timeout_ms": int(timeout * 1000)} if timeout else {}
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **request_timeout)
         await consumer.start()
         try:
             wanted = [TopicPartition(topic, p) for p in range(partitions)]
@@ -82,7 +89,7 @@ def end_offsets(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> dic
         finally:
             await consumer.stop()
 
-    return asyncio.run(run())
+    return asyncio.run(asyncio.wait_for(run(), 2 * timeout if timeout else None))
 
 
 def committed(
