@@ -9,7 +9,7 @@ failures, and the replay is printed (`pytest -s`) and bounded.
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -312,17 +312,29 @@ async def test_a_batch_cut_by_its_time_commits_only_what_it_finished() -> None:
 async def test_a_blocking_handler_stops_neither_heartbeats_nor_the_health_endpoint() -> None:
     """A plain `def` handler that blocks 200 ms a record (sync I/O, say), 60 records: 12 s
     of blocking, past the 6 s session timeout. It runs on a worker thread: the health
-    endpoint answers while it blocks and the consumer keeps its partitions."""
+    endpoint answers while it blocks and the consumer keeps its partitions.
+
+    While the test asks the health endpoint, `hold` keeps the record in progress blocked
+    (at most 5 s) until the answer is in: a loaded machine could otherwise finish 200 ms
+    before the request is served (a cold make test did once). A handler on the event loop
+    still fails: no answer can come before it returns."""
     settings = await fresh_settings(consumer_batch_size=100, kafka_consumer_session_timeout_ms=6000)
     calls = {"started": 0, "finished": 0}
     handled: list[str] = []
+    hold = threading.Event()
 
     def handle(event: Requested) -> Created:
         calls["started"] += 1
         time.sleep(0.2)
+        deadline = time.monotonic() + 5
+        while hold.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
         handled.append(event.name)
         calls["finished"] += 1
         return answer(event)
+
+    def started_after(count: int) -> Callable[[], bool]:
+        return lambda: calls["started"] > count
 
     sent = await produce(settings.consumes_topic, plain(60))
     service = started(settings, handle)
@@ -343,11 +355,13 @@ async def test_a_blocking_handler_stops_neither_heartbeats_nor_the_health_endpoi
     ):
         answered_during: list[bool] = []
         for _ in range(5):
-            await until(lambda: calls["started"] > calls["finished"])
+            hold.set()
+            await until(started_after(calls["started"]))  # a record that will be held
             in_progress = calls["started"]
             response = await http.get("/health/live")
             assert response.status_code == 200
             answered_during.append(calls["finished"] < in_progress)
+            hold.clear()
             await asyncio.sleep(0.5)
         await until(lambda: len(set(handled)) == len(sent))
         revoked_while_running = list(revoked)
