@@ -15,7 +15,6 @@ with the ISR, `down`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -31,7 +30,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from platform_native.processes import group_members
 from platform_native.servers.kafka_cluster import KafkaCluster, PartitionState, parse_describe
@@ -39,7 +37,7 @@ from platform_native.services import ServiceProcess
 
 from . import report
 from .conftest import REPO, Platform
-from .kafka_clients import read_until
+from .kafka_clients import end_offsets, read_until
 from .rendering import Installed, render_and_install
 from .steady_load import SteadyLoad
 
@@ -123,20 +121,8 @@ class Run:
         nodes = self.cluster.nodes
         live = [n.bootstrap for n in nodes if n.is_running() and n.node_id not in self.frozen]
 
-        async def read() -> dict[int, int]:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=live, group_id=None, request_timeout_ms=5_000
-            )
-            await consumer.start()
-            try:
-                wanted = [TopicPartition(self.created, p) for p in range(PARTITIONS)]
-                ends = await consumer.end_offsets(wanted)
-                return {tp.partition: offset for tp, offset in ends.items()}
-            finally:
-                await consumer.stop()
-
         try:
-            return asyncio.run(asyncio.wait_for(read(), 10))
+            return end_offsets(",".join(live), self.created, PARTITIONS, timeout=5)
         except Exception:  # no leader to ask right now
             return {}
 
