@@ -14,6 +14,7 @@ out as before. The SDK's own exporter metrics (off unless
 `OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED`) are not kept.
 """
 
+import gc
 import logging
 import struct
 from collections.abc import Mapping, Sequence
@@ -184,4 +185,11 @@ class WireSpanExporter(OTLPSpanExporter):
             log.exception("could not encode %d spans", len(spans))
             return SpanExportResult.FAILURE
         exported = self._client.export(data)
-        return SpanExportResult.SUCCESS if exported.success else SpanExportResult.FAILURE
+        if exported.success:
+            return SpanExportResult.SUCCESS
+        # Each failed attempt leaves its exception, traceback and frames in a reference cycle
+        # holding the batch and the request's body: with the collector away, the tuned
+        # collector (event_chassis.runtime) freed them so late that memory kept growing.
+        # A failure comes at most once per export timeout, so collecting here is cheap.
+        gc.collect()
+        return SpanExportResult.FAILURE
