@@ -190,6 +190,8 @@ class WireSpanExporter(OTLPSpanExporter):
         # Each failed attempt leaves its exception, traceback and frames in a reference cycle
         # holding the batch and the request's body: with the collector away, the tuned
         # collector (event_chassis.runtime) freed them so late that memory kept growing.
-        # A failure comes at most once per export timeout, so collecting here is cheap.
+        # A failure comes at most once per export timeout, so collecting here is cheap. The
+        # result holds the last attempt's error: dropped first, or that cycle would stay.
+        del exported
         gc.collect()
         return SpanExportResult.FAILURE
