@@ -10,7 +10,8 @@ reused. The bytes are the request the SDK would send: a test parses both with
 the OTLP protobuf classes and compares them.
 
 Only the encoding changes: the SDK's exporter still posts, retries and times
-out as before. The SDK's own exporter metrics (off unless
+out as before; after a failed export the garbage collector runs (see `export`).
+The SDK's own exporter metrics (off unless
 `OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED`) are not kept.
 """
 
