@@ -44,8 +44,10 @@ from platform_native import (  # noqa: E402 - needs the sys.path entry above
     promtool_check_config,
     running,
 )
+from platform_native import __main__ as native_cli  # noqa: E402
 from platform_native.probes import http_json  # noqa: E402
 from platform_native.processes import group_members, listening_sockets, pid_alive  # noqa: E402
+from platform_native.servers import openbao  # noqa: E402
 from platform_native.servers.alerting import Alerting  # noqa: E402
 from platform_native.servers.kafka import cluster_id  # noqa: E402
 
@@ -341,6 +343,43 @@ def test_postgres_leaves_no_data_outside_a_thrown_away_work_directory(tmp_path: 
         assert (data / "data" / "PG_VERSION").exists()
     assert not data.exists(), f"{data} outlived the server"
     assert not postgres.server_dir.is_symlink()
+
+
+def _processes_naming(text: str) -> dict[int, str]:
+    """Every process whose command line mentions ``text`` (a state directory): pid, line."""
+    found = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        if text in line:
+            found[int(cmdline.parent.name)] = line
+    return found
+
+
+def test_cli_up_that_fails_half_way_stops_every_server_and_drops_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CI: OpenBao's initialisation timed out after the process had started. The daemon
+    # was not yet listed as started, so it outlived the failed `up`, and PostgreSQL's
+    # data (outside the state directory) outlived its stopped server.
+    state_dir = tmp_path / "state"
+    at_failure: dict[str, Any] = {}
+
+    def init_fails(url: str, secrets_dir: Path, timeout: float = 60.0) -> str:
+        at_failure["pids"] = _processes_naming(str(state_dir))
+        at_failure["postgres_data"] = data = (state_dir / "postgres" / "server").resolve()
+        assert (data / "data" / "PG_VERSION").exists()  # PostgreSQL had started
+        raise openbao.OpenBaoError(f"openbao POST /v1/sys/init at {url}: injected by the test")
+
+    monkeypatch.setattr(openbao, "initialise_and_unseal", init_fails)
+    assert native_cli.main(["up", "--state-dir", str(state_dir)]) != 0
+    running_then, data = at_failure["pids"], at_failure["postgres_data"]
+    assert any(" server -config=" in line for line in running_then.values()), running_then
+    _assert_all_gone(list(running_then))
+    assert not _processes_naming(str(state_dir))
+    assert not data.exists(), f"PostgreSQL's data {data} outlived a failed up"
 
 
 # ------------------------------------------------------------------------ decK

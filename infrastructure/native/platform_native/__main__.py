@@ -267,15 +267,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         state_dir / "prometheus", peers=[consul, jaeger, *kafka.nodes, *alerting], detach=True
     )
 
-    started: list[Server] = []
+    started: list[Server] = []  # listed before they start: a half-started one stops too
     try:
         for server in (consul, jaeger, logs, collector):
-            _start(server)
             started.append(server)
+            _start(server)
         _start_kafka(kafka, started)
         for server in (postgres, openbao, *alerting, prometheus):
-            _start(server)
             started.append(server)
+            _start(server)
         topics = [t for t in (args.topics or "").split(",") if t]
         if topics:
             progress.say(f"==> creating topics {', '.join(topics)}")
@@ -284,6 +284,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except BaseException:  # also Ctrl-C: detached daemons would outlive us
         for running in reversed(started):
             running.stop()
+            running.remove_outside()  # PostgreSQL's data; the next `up` starts empty anyway
         raise
 
     state: dict[str, Any] = {

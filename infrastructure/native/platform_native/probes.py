@@ -44,14 +44,18 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 
 def http_json(
-    method: str, url: str, payload: Any = None, headers: dict[str, str] | None = None
+    method: str,
+    url: str,
+    payload: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
 ) -> tuple[int, Any]:
     """Send ``payload`` as JSON; return the status and the decoded JSON answer.
 
     A body that is not JSON (e.g. an error message) is returned as text.
     """
     body = None if payload is None else json.dumps(payload).encode()
-    status, raw = http_request(method, url, body, headers=headers)
+    status, raw = http_request(method, url, body, timeout, headers)
     try:
         return status, json.loads(raw) if raw.strip() else None
     except ValueError:

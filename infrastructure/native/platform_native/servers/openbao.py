@@ -62,6 +62,9 @@ def config_hcl(data_dir: Path, port: int, cluster_port: int, audit_log: Path) ->
 storage "raft" {{
   path    = "{data_dir}"
   node_id = "openbao-1"
+  # Raft's timing at production speed (the default, 5, waits 5-10 s before a lone
+  # node elects itself, which `bao operator init` waits for).
+  performance_multiplier = 1
 }}
 listener "tcp" {{
   address         = "{HOST}:{port}"
@@ -72,7 +75,6 @@ api_addr      = "http://{HOST}:{port}"
 cluster_addr  = "http://{HOST}:{cluster_port}"
 ui            = false
 log_level     = "info"
-disable_mlock = true
 audit "file" "file" {{
   description = "every request and answer, secrets HMAC'd: who read which path"
   options {{
@@ -87,10 +89,12 @@ class OpenBaoError(ToolError):
     """OpenBao refused an initialise or unseal call; the message says which."""
 
 
-def api(url: str, method: str, path: str, payload: Any = None, token: str = "") -> Any:
+def api(
+    url: str, method: str, path: str, payload: Any = None, token: str = "", timeout: float = 10.0
+) -> Any:
     """One call to ``url``'s API (``path`` like ``/v1/sys/init``); raises unless 2xx."""
     headers = {"X-Vault-Token": token} if token else None
-    status, answer = http_json(method, f"{url}{path}", payload, headers)
+    status, answer = http_json(method, f"{url}{path}", payload, headers, timeout)
     if not 200 <= status < 300:
         raise OpenBaoError(f"openbao {method} {path}: HTTP {status} {answer!r}")
     return answer
@@ -101,7 +105,10 @@ def initialise_and_unseal(url: str, secrets_dir: Path, timeout: float = 60.0) ->
     until it is active; return the root token. Also what Compose's bootstrap runs."""
     key_file, token_file = secrets_dir / "unseal.key", secrets_dir / "root.token"
     if not api(url, "GET", "/v1/sys/init")["initialized"]:
-        answer = api(url, "POST", "/v1/sys/init", {"secret_shares": 1, "secret_threshold": 1})
+        # Once only: a retry after a timeout would find it initialised and the key lost.
+        # It waits for Raft's first election, so it gets the whole timeout.
+        shares = {"secret_shares": 1, "secret_threshold": 1}
+        answer = api(url, "POST", "/v1/sys/init", shares, timeout=timeout)
         write_secret(key_file, answer["keys_base64"][0] + "\n")
         write_secret(token_file, answer["root_token"] + "\n")
     elif not key_file.exists():
