@@ -10,15 +10,16 @@ CHASSIS_SOURCES := $(shell find chassis/src chassis/pyproject.toml chassis/READM
 
 .PHONY: test test-fast report bench cold-test wheels servers alert-rules clean
 
-# `make test`: three test modules at a time (each worker starts its own servers on free
-# ports), then the tests marked solo alone, since they measure memory or time; the exit
-# code is the first phase's failure, else the second's. The servers and tools are built
-# first, where their progress lines reach the terminal (xdist's workers print nothing).
+# `make test`: the tests marked solo alone, since they measure memory or time, then three
+# test modules at a time (each worker starts its own servers on free ports), whose summary
+# of failures thus ends the output; the exit code is the first phase's failure, else the
+# second's. The servers and tools are built first, where their progress lines reach the
+# terminal (xdist's workers print nothing).
 test: $(VENV)/.installed $(WHEELS)/.built  ## every test but the few marked report_only (make report runs those)
 	$(PY) -m tests.harness.prebuild
 	status=0; \
-	$(PY) -m pytest -m "not report_only and not solo" -n 3 --dist loadfile --no-loadscope-reorder || status=$$?; \
-	$(PY) -m pytest -m "solo and not report_only" || status=$$(( status ? status : $$? )); \
+	$(PY) -m pytest -m "solo and not report_only" || status=$$?; \
+	$(PY) -m pytest -m "not report_only and not solo" -n 3 --dist loadfile --no-loadscope-reorder || status=$$(( status ? status : $$? )); \
 	exit $$status
 
 test-fast: $(VENV)/.installed $(WHEELS)/.built  ## the tests that need no server, three modules at a time

@@ -66,7 +66,7 @@ def make_test(clone: Path, env: dict[str, str], label: str) -> dict[str, Any]:
     return {
         "minutes": round((time.monotonic() - started) / 60, 1),
         "exit_code": make.returncode,
-        # `make test` runs pytest twice (modules in parallel, then the solo tests)
+        # `make test` runs pytest twice (the solo tests, then modules in parallel)
         "tests": [line.strip("= ") for line in lines if SUMMARY.search(line)],
         "builds": [match.groupdict() for line in lines if (match := BUILT.search(line))],
     }

@@ -92,10 +92,14 @@ def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) ->
 
 
 def test_request_reaches_the_second_service_intact(
-    platform: Platform, accepted: dict[str, str]
+    platform: Platform, services: dict[str, ServiceProcess], accepted: dict[str, str]
 ) -> None:
-    [created] = read_topic(platform.kafka.bootstrap, "value-model.created", 1)
-    [audited] = read_topic(platform.kafka.bootstrap, "value-model.audited", 1)
+    created_records = read_topic(platform.kafka.bootstrap, "value-model.created", 1)
+    audited_records = read_topic(platform.kafka.bootstrap, "value-model.audited", 1)
+    found = {"created": len(created_records), "audited": len(audited_records)}
+    tails = [process.log_tail(20) for process in services.values()]
+    assert found == {"created": 1, "audited": 1}, f"records: {found}\n" + "\n".join(tails)
+    [created], [audited] = created_records, audited_records
 
     created_event = json.loads(created.value)
     audited_event = json.loads(audited.value)
