@@ -9,6 +9,7 @@ at exit.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,11 @@ sys.path.insert(0, str(REPO / "infrastructure" / "native"))
 sys.path.insert(0, str(REPO / "infrastructure"))  # platform_deploy
 
 from platform_native import servers  # noqa: E402
+
+# The tests' Kafka brokers live minutes: C1 alone has one ready in half the CPU (5.2 s
+# against 11.5 s, one broker measured) and idling at half. Brokers of deploy-all.sh keep
+# the full JIT. A KAFKA_OPTS of the caller's wins.
+os.environ.setdefault("KAFKA_OPTS", "-XX:TieredStopAtLevel=1")
 
 # The report of what the reliability tests measured (see tests/report.py); pytester
 # runs pytest inside the tests of that report. The `docker` fixture: a private

@@ -49,7 +49,7 @@ from platform_native.probes import http_json  # noqa: E402
 from platform_native.processes import group_members, listening_sockets, pid_alive  # noqa: E402
 from platform_native.servers import openbao  # noqa: E402
 from platform_native.servers.alerting import Alerting  # noqa: E402
-from platform_native.servers.kafka import cluster_id  # noqa: E402
+from platform_native.servers.kafka import cluster_id, tools_archive  # noqa: E402
 
 from .kafka_clients import produce_and_consume  # noqa: E402
 from .postgres_clients import psql  # noqa: E402
@@ -139,6 +139,32 @@ def test_kafka_create_topics_is_idempotent(platform: Platform) -> None:
     platform.kafka.create_topics([topic])  # an existing topic is not an error
 
     assert platform.kafka.list_topics().count(topic) == 1
+
+
+def test_kafka_tools_load_their_classes_from_one_archive_and_survive_a_broken_one(
+    platform: Platform, tmp_path: Path
+) -> None:
+    kafka = platform.kafka
+    archive = tools_archive(kafka.jars)
+    assert archive.exists(), "a broker's start makes the tools' archive for this JVM"
+    assert f"-XX:SharedArchiveFile={archive}" in kafka.tool_command("any.Main")
+    topic = f"archived-{secrets.token_hex(4)}"
+    kafka.create_topics([topic])
+    assert topic in kafka.list_topics()  # the JVM's own lines never reach stdout
+
+    # An archive that does not fit (another JVM's, a torn file) costs speed, nothing else.
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    for jar in kafka.jars.glob("*.jar"):
+        (jars / jar.name).symlink_to(jar)
+    tools_archive(jars).write_bytes(b"not a class-data archive")
+    other = Kafka(tmp_path / "other", jars=jars)  # never started: only its tools run
+    other.workdir.mkdir(parents=True, exist_ok=True)
+    other.tools_log4j_path.write_text(kafka.tools_log4j_path.read_text())
+    args = ("--bootstrap-server", kafka.bootstrap, "--list")
+    listed = other.tool("org.apache.kafka.tools.TopicCommand", *args)
+    assert listed.returncode == 0, listed.stderr
+    assert topic in listed.stdout.split(), listed.stdout
 
 
 def test_kafka_cluster_ids_never_look_like_an_option() -> None:

@@ -174,3 +174,14 @@ def test_two_picks_in_one_process_never_share_a_port(monkeypatch: pytest.MonkeyP
     first = processes.free_ports(3)
     second = processes.free_ports(3)
     assert not set(first) & set(second), (first, second)
+
+
+def test_kafka_opts_reach_the_brokers_jvm_as_in_kafkas_scripts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAFKA_OPTS", "-XX:TieredStopAtLevel=1 -Dsome.flag=a")
+    command = Kafka(tmp_path / "kafka", jars=tmp_path / "jars").command()
+    options = command[: command.index("kafka.Kafka")]
+    assert options[-4:] == ["-XX:TieredStopAtLevel=1", "-Dsome.flag=a", "-cp", f"{tmp_path}/jars/*"]
+    monkeypatch.delenv("KAFKA_OPTS")
+    assert "-XX:TieredStopAtLevel=1" not in Kafka(tmp_path / "k2", jars=tmp_path).command()
