@@ -353,11 +353,12 @@ class Kafka(Server):
     def tool_command(self, main_class: str, *args: str, dump_to: Path | None = None) -> list[str]:
         """The command line of one of Kafka's own tools, with quiet logging; its classes
         from the tools' archive if there is one, or written to ``dump_to`` at its exit."""
-        archive = tools_archive(self.jars)
         if dump_to is not None:
             class_data = [f"-XX:ArchiveClassesAtExit={dump_to}"]
+        elif (archive := tools_archive(self.jars)).exists():
+            class_data = [f"-XX:SharedArchiveFile={archive}"]
         else:
-            class_data = [f"-XX:SharedArchiveFile={archive}"] if archive.exists() else []
+            class_data = []
         return [
             java(),
             "-Xmx256m",
