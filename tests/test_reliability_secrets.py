@@ -139,7 +139,9 @@ def run(platform: Platform, rig: Rig, seconds: float, label: str) -> None:
         lost=lost,
         rotations=rotations,
     )
-    assert passed, (failed, lost, rotations, dict(writer.answers), process.log_tail())
+    said = [line for line in process.log_tail(400).splitlines() if '"info"' not in line]
+    summary = f"failed {failed}, lost {lost}, rotations {rotations}"
+    assert passed, "\n".join([summary, *writer.refusals, *said[-20:]])
 
 
 @pytest.mark.reliability  # the case as it asks it: in make test and make report

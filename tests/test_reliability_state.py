@@ -182,6 +182,7 @@ class Writer:
     rollback_every: int = 0
     threads: int = 4
     answers: Counter[int] = field(default_factory=Counter)
+    refusals: list[str] = field(default_factory=list)  # the first few answers not 201, in full
     sent: int = 0
 
     def __post_init__(self) -> None:
@@ -236,11 +237,14 @@ class Writer:
                 name = f"rollback-{number}" if rollback else key
                 try:
                     body = {"company_name": name, "industry": str(number)}
-                    status = client.post(self.url, json=body).status_code
-                except httpx.HTTPError:
-                    status = 0  # the service was away
+                    answer = client.post(self.url, json=body)
+                    status, said = answer.status_code, answer.text
+                except httpx.HTTPError as error:
+                    status, said = 0, repr(error)  # the service was away
                 with self.lock:
                     self.answers[status] += 1
+                    if status != 201 and len(self.refusals) < 5:
+                        self.refusals.append(f"{time.strftime('%H:%M:%S')} {status} {said}")
 
 
 def in_write_order(events: list[dict[str, object]]) -> bool:

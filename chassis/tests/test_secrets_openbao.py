@@ -7,6 +7,7 @@ names them in OPENBAO_TEST_* variables.
 
 import asyncio
 import json
+import logging
 import os
 import re
 import socket
@@ -17,14 +18,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import hvac
 import pytest
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
 from event_chassis import secrets
 from event_chassis.database import Database
-from event_chassis.health import Readiness
+from event_chassis.health import Readiness, Writes
+from event_chassis.relay import OutboxRelay
 from event_chassis.testing import test_settings
 
 from .example import Settings
@@ -225,6 +231,55 @@ async def test_a_lease_that_cannot_be_renewed_is_replaced(
     assert credentials.lease.username != first
     assert secrets.SECRETS not in readiness.problems
     assert any("not renewed" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.usefixtures("alpha")
+async def test_no_connection_made_with_replaced_credentials_is_used_past_their_lapse(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pooled connection that logged in with the old credentials while they were being
+    replaced (CI's two 503s under load) is not handed out again, and the outbox relay
+    connects again with the new ones: when OpenBao then revokes the old lease, which ends
+    the old user's sessions, a unit of work in hand and the relay go on unharmed."""
+    monkeypatch.setenv("VAULT_DATABASE_ROLE", "alpha")
+    caplog.set_level(logging.INFO, "event_chassis.relay")
+    settings = test_settings(Settings, database_url=DATABASE, outbox_poll_seconds=0.1)
+    database = Database(settings, Readiness())
+    credentials = database.credentials
+    assert credentials is not None
+    await credentials.step()
+    assert credentials.lease is not None
+    old = credentials.lease
+    await database.upgrade()  # the relay reads the outbox
+    relay = OutboxRelay(settings, CollectorRegistry(), trace.get_tracer(__name__), Writes())
+    relay.start()
+    connect = asyncpg.connect
+
+    async def rotating_midway(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+        connection = await connect(*args, **kwargs)  # logged in as the old user
+        monkeypatch.setattr(asyncpg, "connect", connect)
+        old.issued, old.renewable = old.issued - 25, False  # due, and replaced, not renewed
+        await credentials.step()
+        return connection
+
+    try:
+        await until(lambda: bool(relay.owned))
+        monkeypatch.setattr(asyncpg, "connect", rotating_midway)
+        async with database.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))  # pooled as it returns
+        assert credentials.rotations == 1
+        await until(lambda: relay.dsn == settings.database_dsn() and bool(relay.owned))
+        async with database.transaction() as session:
+            user = (await session.execute(text("SELECT session_user"))).scalar()
+            root().sys.revoke_lease(old.lease_id)  # the old credentials lapse meanwhile
+            await session.execute(text("SELECT 1"))
+        await asyncio.sleep(1.5)  # the relay's rounds go on
+    finally:
+        await relay.stop()
+        await database.close()
+    assert user == credentials.lease.username != old.username
+    relay_said = [r.getMessage() for r in caplog.records if r.name == "event_chassis.relay"]
+    assert relay_said == ["Outbox relay: new database credentials; connecting with them"]
 
 
 @pytest.mark.usefixtures("alpha")

@@ -67,6 +67,13 @@ def async_url(url: str) -> str:
     return url
 
 
+class Connection(asyncpg.Connection):  # type: ignore[misc]
+    """asyncpg's connection, with the generation of the credentials it logged in with."""
+
+    __slots__ = ("credentials",)
+    credentials: int
+
+
 class Database:
     """One engine per service; `transaction()` is one unit of work, committed on success."""
 
@@ -88,8 +95,7 @@ class Database:
             pool_timeout=CONNECT_SECONDS,
         )
         event.listen(self.engine.sync_engine.pool, "checkout", closed_by_server)
-        if self.credentials is not None:
-            self.credentials.bind(self.engine.sync_engine.pool)
+        event.listen(self.engine.sync_engine.pool, "checkout", self._made_with_old_credentials)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.outbox = Outbox(settings.outbox_buckets)  # events written with the state
         self._watch: asyncio.Task[None] | None = None
@@ -101,11 +107,32 @@ class Database:
         """SQLAlchemy's URL of the current DSN (with the current credentials)."""
         return async_url(self.settings.database_dsn())
 
-    async def _connect(self) -> asyncpg.Connection:
-        """A new connection, logged in with the current DSN."""
-        return await asyncpg.connect(
-            self.settings.database_dsn(), timeout=CONNECT_SECONDS, command_timeout=COMMAND_SECONDS
+    def _generation(self) -> int:
+        return self.credentials.generation if self.credentials is not None else 0
+
+    async def _connect(self) -> Connection:
+        """A new connection, logged in with the current DSN, noting which credentials."""
+        generation, dsn = self._generation(), self.settings.database_dsn()
+        connection: Connection = await asyncpg.connect(
+            dsn,
+            timeout=CONNECT_SECONDS,
+            command_timeout=COMMAND_SECONDS,
+            connection_class=Connection,
         )
+        connection.credentials = generation
+        return connection
+
+    def _made_with_old_credentials(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        """A connection made with credentials since replaced is replaced at checkout
+        (SQLAlchemy opens a new one and retries; nothing fails), before OpenBao revokes
+        them and PostgreSQL ends their sessions.
+
+        The generation is the one read with the DSN, before the login: a connection whose
+        login was under way while the credentials rotated counts as old (it cost CI two
+        503s under load when it was noted after the login).
+        """
+        if dbapi_connection.driver_connection.credentials < self._generation():
+            raise DisconnectionError("made with older database credentials")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -10,6 +10,8 @@ change data capture instead: see the README), on one PostgreSQL connection of it
 - **Never a row whose transaction is not yet visible**, nor one that an older, still
   open transaction could overtake: a row is taken once its `txid` is below the
   snapshot's xmin (`pg_snapshot_xmin(pg_current_snapshot())`).
+- **New credentials** (a rotated DATABASE_URL_FILE, OpenBao's next lease): it connects
+  again with them within a second, before the old ones are revoked.
 - **Wakes on LISTEN/NOTIFY** (a trigger notifies at commit), polls every
   `OUTBOX_POLL_SECONDS` as a fall-back; publishes a batch, then marks it published.
 - **Kafka away:** rows wait, the relay backs off; nothing counts against a row. A row
@@ -50,8 +52,16 @@ JSON = "application/json"
 MAX_BACKOFF_SECONDS = 5.0
 
 # PostgreSQL or Kafka away (OSError also covers a statement past COMMAND_SECONDS: asyncio's
-# TimeoutError): said as a warning. Anything else is logged with its traceback.
-AWAY = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError)
+# TimeoutError): said as a warning. Anything else is logged with its traceback. asyncpg
+# raises InternalClientError ("cannot switch to state 12") on a connection the server
+# ended while it was idle (MagicStack/asyncpg#1069).
+AWAY = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    KafkaError,
+)
 
 CLAIM = """SELECT b FROM unnest($2::int[]) AS b WHERE pg_try_advisory_lock($1, b)"""
 ROWS = """
@@ -122,6 +132,7 @@ class OutboxRelay:
         self.tracer = tracer
         self.wake = asyncio.Event()
         self.connection: asyncpg.Connection | None = None
+        self.dsn = ""  # the connection's, to notice new credentials
         self.producer: AIOKafkaProducer | None = None
         self.owned: set[int] = set()
         self.stopping = False
@@ -276,12 +287,16 @@ class OutboxRelay:
         return True
 
     async def _housekeeping(self) -> None:
-        """The backlog's gauges once a second (not every round: a busy relay's rounds are
-        milliseconds apart), old rows pruned once a minute."""
+        """Once a second (not every round: a busy relay's rounds are milliseconds apart),
+        the backlog's gauges and a new connection if the credentials changed; old rows
+        pruned once a minute."""
         now = datetime.now(UTC)
         if now - self._measured_at < timedelta(seconds=1):
             return
         self._measured_at = now
+        if self.settings.database_dsn() != self.dsn:
+            logger.info("Outbox relay: new database credentials; connecting with them")
+            await self._disconnect()  # before the old ones are revoked, which ends it
         connection = await self._connect()
         count, oldest = await connection.fetchrow(BACKLOG)
         self.metrics.backlog.set(count)
@@ -295,8 +310,9 @@ class OutboxRelay:
         if self.connection is not None and not self.connection.is_closed():
             return self.connection
         self.owned.clear()
+        self.dsn = self.settings.database_dsn()
         self.connection = await asyncpg.connect(
-            self.settings.database_dsn(), timeout=CONNECT_SECONDS, command_timeout=COMMAND_SECONDS
+            self.dsn, timeout=CONNECT_SECONDS, command_timeout=COMMAND_SECONDS
         )
         await self.connection.add_listener("event_outbox", lambda *_: self.wake.set())
         return self.connection

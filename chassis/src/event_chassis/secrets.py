@@ -43,7 +43,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 if TYPE_CHECKING:
     import hvac
-    from sqlalchemy.pool import Pool
 
     from .health import Readiness
 
@@ -417,7 +416,7 @@ class DatabaseCredentials:
         self.readiness = readiness
         self.lease: Lease | None = None
         self.rotations = 0
-        self.generation = 0  # of the credentials: a pooled connection notes the one it used
+        self.generation = 0  # of the credentials: a connection notes the one it logged in with
         self.issued = asyncio.Event()
         self._client: VaultClient | None = None
         self._task: asyncio.Task[None] | None = None
@@ -435,21 +434,6 @@ class DatabaseCredentials:
         port = f":{self.base.port}" if self.base.port else ""
         netloc = f"{user}:{password}@{host}{port}"
         return urllib.parse.urlunsplit(self.base._replace(netloc=netloc))
-
-    def bind(self, pool: Pool) -> None:
-        """Make ``pool`` replace a connection made with older credentials when it is next
-        checked out (SQLAlchemy opens a new one and retries; nothing fails)."""
-        from sqlalchemy import event
-        from sqlalchemy.exc import DisconnectionError
-
-        @event.listens_for(pool, "connect")
-        def note(_connection: Any, record: Any) -> None:
-            record.info["credentials"] = self.generation
-
-        @event.listens_for(pool, "checkout")
-        def current(_connection: Any, record: Any, _proxy: Any) -> None:
-            if record.info.get("credentials", self.generation) < self.generation:
-                raise DisconnectionError("made with older database credentials")
 
     async def wait(self) -> None:
         """Until the first credentials were issued."""
