@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -101,3 +102,10 @@ def render_and_install(root: Path) -> Installed:
     """Render the default service into ``root`` and install it with the chassis wheel."""
     info = services.ServiceInfo.read(render(root))
     return Installed(info, services.install(info.directory, wheels=wheelhouse()), root)
+
+
+def all_passed(output: str) -> bool:
+    """Whether pytest's summary, its last line, counts passed tests and no failure or
+    error (a test's own name may say "failed": only the summary is read)."""
+    last = ([line for line in output.splitlines() if line.strip()] or [""])[-1]
+    return " passed" in last and not re.search(r"\d+ (failed|errors?)\b", last)
