@@ -53,7 +53,7 @@ def read_until(
             bootstrap_servers=bootstrap,
             auto_offset_reset="earliest",
             group_id=None,
-            **{"isolation_level": "read_committed", **client},  # as the services read
+            **client,
         )
         await consumer.start()
         try:
