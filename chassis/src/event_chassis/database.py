@@ -95,7 +95,8 @@ class Database:
             pool_timeout=CONNECT_SECONDS,
         )
         event.listen(self.engine.sync_engine.pool, "checkout", closed_by_server)
-        event.listen(self.engine.sync_engine.pool, "checkout", self._made_with_old_credentials)
+        if self.credentials is not None:  # a check on every checkout, so only with rotation
+            event.listen(self.engine.sync_engine.pool, "checkout", self._made_with_old_credentials)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.outbox = Outbox(settings.outbox_buckets)  # events written with the state
         self._watch: asyncio.Task[None] | None = None
