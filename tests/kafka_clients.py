@@ -53,7 +53,7 @@ def read_until(
             bootstrap_servers=bootstrap,
             auto_offset_reset="earliest",
             group_id=None,
-            **client,
+            **{"isolation_level": "read_committed", **client},  # as the services read
         )
         await consumer.start()
         try:

@@ -88,6 +88,7 @@ async def read(topic: str, seconds: float = 5.0) -> list[Any]:
         topic,
         bootstrap_servers=bootstrap(),
         auto_offset_reset="earliest",
+        isolation_level="read_committed",  # as the services read (see relay)
         enable_auto_commit=False,
         max_partition_fetch_bytes=2 * 1024 * 1024,
     )

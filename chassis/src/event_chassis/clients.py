@@ -47,6 +47,8 @@ def consumer(settings: ServiceSettings) -> dict[str, Any]:
         "fetch_max_bytes": settings.kafka_consumer_fetch_max_bytes,
         "max_partition_fetch_bytes": settings.kafka_consumer_max_partition_fetch_bytes,
         "auto_offset_reset": "earliest",
+        # Not the records of an outbox round that did not commit (see `relay`).
+        "isolation_level": "read_committed",
         "enable_auto_commit": False,  # a batch is committed once its results are acknowledged
         "max_records": settings.consumer_batch_size,  # per fetch (getmany)
         "fetch_wait_ms": settings.kafka_consumer_fetch_wait_ms,  # getmany's timeout

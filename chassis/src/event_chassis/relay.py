@@ -18,6 +18,11 @@ change data capture instead: see the README), on one PostgreSQL connection of it
   Kafka refuses (too large, a topic it may not write) is retried with backoff, holding
   back only later rows of its key, and after `OUTBOX_MAX_ATTEMPTS` goes to the
   dead-letter topic with the reason.
+- **One Kafka transaction per round** (transactional id `<service id>-outbox`): readers
+  of committed records (the chassis' consumers) never see a round that did not commit, so
+  a relay that dies after Kafka took its records, before Kafka answered, leaves them
+  aborted and the next relay publishes them once. A row is published twice only if the
+  relay dies between Kafka's commit and the `published_at` update.
 - Records carry a `message-id` header (the row's id, for the consumer's inbox) and the
   writer's trace context, through a producer span that is a child of the writer's span.
 """
@@ -47,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 LOCKS = 0x6F7574  # advisory lock class of the outbox's buckets ("out")
 JSON = "application/json"
+# A relay that died with a transaction open holds back readers of committed records on its
+# partitions until Kafka aborts it, this long after it began (a new relay has a new id).
+TRANSACTION_TIMEOUT_MS = 10_000
 # Kafka or PostgreSQL away: try again at least this often, so a backlog starts draining soon
 # after they return (a row Kafka refused waits as long).
 MAX_BACKOFF_SECONDS = 5.0
@@ -190,43 +198,78 @@ class OutboxRelay:
         return await self._publish(connection, rows) if rows else 0
 
     async def _publish(self, connection: asyncpg.Connection, rows: Sequence[Any]) -> int:
+        """Send what is due of ``rows`` in one Kafka transaction, then mark it published.
+
+        Readers that read committed records only (the chassis' consumers) see a round's
+        records once it commits, and never those of a round that did not: a relay that
+        dies with its round in flight, after Kafka took the records but before it
+        answered, leaves them aborted rather than duplicated by the next relay's round.
+        """
         producer = await self._producer()
         now = datetime.now(UTC)
         held: set[str] = set()  # keys whose earlier row must go first
         sent: list[tuple[Any, asyncio.Future[Any]]] = []
-        for row in rows:
-            key = row["aggregateid"] or str(row["id"])
-            if key in held:
-                continue
-            if row["next_attempt_at"] is not None and row["next_attempt_at"] > now:
-                held.add(key)
-            elif row["attempts"] >= self.settings.outbox_max_attempts:
-                if not await self._dead_letter(connection, producer, row):
+        refused: list[tuple[Any, BaseException]] = []  # before it was sent (too large, say)
+        dead: set[int] = set()  # positions of rows sent to the dead-letter topic
+        await producer.begin_transaction()
+        try:
+            for row in rows:
+                key = row["aggregateid"] or str(row["id"])
+                if key in held:
+                    continue
+                if row["next_attempt_at"] is not None and row["next_attempt_at"] > now:
                     held.add(key)
-            else:
+                    continue
+                if row["attempts"] >= self.settings.outbox_max_attempts:
+                    dead.add(row["position"])
+                    record = self._dead_letter_record(row)
+                else:
+                    record = self._record(row)
                 try:
-                    sent.append((row, await producer.send(**self._record(row))))
-                except KafkaError as error:  # refused before sending (too large, say)
-                    await self._failed(connection, row, error)
+                    sent.append((row, await producer.send(**record)))
+                except KafkaError as error:
+                    if _retriable(error):  # no metadata: Kafka is away
+                        self.metrics.failures.labels(type(error).__name__).inc()
+                        raise
+                    refused.append((row, error))
                     held.add(key)
-        outcomes: list[Any] = []
-        if sent:  # as the results' outbox: an idle round waits for nothing
-            with self.writes.waiting():
-                outcomes = await asyncio.gather(
-                    *(future for _, future in sent), return_exceptions=True
-                )
-        done = [
-            row["position"]
-            for (row, _), outcome in zip(sent, outcomes, strict=True)
-            if not isinstance(outcome, BaseException)
-        ]
+            outcomes: list[Any] = []
+            if sent:  # as the results' outbox: an idle round waits for nothing
+                with self.writes.waiting():
+                    outcomes = await asyncio.gather(
+                        *(future for _, future in sent), return_exceptions=True
+                    )
+            failed = [
+                (row, outcome)
+                for (row, _), outcome in zip(sent, outcomes, strict=True)
+                if isinstance(outcome, BaseException)
+            ]
+            if away := [error for _, error in failed if _retriable(error)]:
+                self.metrics.failures.labels(type(away[0]).__name__).inc(len(away))
+                raise away[0]  # Kafka is away: the relay backs off; the rows keep their count
+            if failed:  # Kafka refused a record it was sent: the round is undone
+                await producer.abort_transaction()
+            else:
+                with self.writes.waiting():
+                    await producer.commit_transaction()
+        except BaseException:
+            # Its successor, under the same transactional id, aborts what it left open.
+            await self._drop_producer()
+            raise
+        for row, reason in refused + failed:
+            await self._failed(connection, row, reason, dead_letter=row["position"] in dead)
+        if failed:
+            return 0  # the others go again next round
+        self.writes.acknowledged()
+        done = [row["position"] for row, _ in sent if row["position"] not in dead]
         if done:
-            self.writes.acknowledged()
             await connection.execute(PUBLISHED, done)
             self.metrics.published.inc(len(done))
-        for (row, _), outcome in zip(sent, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                await self._failed(connection, row, outcome)
+        for row, _ in sent:
+            if row["position"] in dead:
+                await connection.execute(DEAD, row["position"])
+                self.metrics.dead_lettered.inc()
+                logger.error("Outbox row %s dead-lettered: %s", row["id"], row["last_error"])
         return len(done)
 
     def _record(self, row: Any) -> dict[str, Any]:
@@ -246,21 +289,23 @@ class OutboxRelay:
         key = row["aggregateid"].encode() if row["aggregateid"] is not None else None
         return {"topic": topic, "value": row["payload"].encode(), "key": key, "headers": headers}
 
-    async def _failed(self, connection: asyncpg.Connection, row: Any, error: BaseException) -> None:
+    async def _failed(
+        self, connection: asyncpg.Connection, row: Any, error: BaseException, dead_letter: bool
+    ) -> None:
+        """Kafka refused ``row``: it waits a backoff, holding back only later rows of its key."""
         reason = type(error).__name__
+        if dead_letter:
+            logger.error("Outbox row %s could not be dead-lettered either: %r", row["id"], error)
+            return
         self.metrics.failures.labels(reason).inc()
-        if getattr(error, "retriable", False) or isinstance(error, TimeoutError):
-            raise error  # Kafka is away: the whole relay backs off; the row keeps its count
         backoff = min(0.5 * 2.0 ** row["attempts"], MAX_BACKOFF_SECONDS) * random.uniform(0.8, 1.2)  # noqa: S311
         logger.warning(
             "Outbox row %s refused by Kafka (%r); again in %.1fs", row["id"], error, backoff
         )
         await connection.execute(FAILED, row["position"], f"{reason}: {error}"[:1000], backoff)
 
-    async def _dead_letter(
-        self, connection: asyncpg.Connection, producer: AIOKafkaProducer, row: Any
-    ) -> bool:
-        """The row goes to the dead-letter topic with its last error; False if that failed too."""
+    def _dead_letter_record(self, row: Any) -> dict[str, Any]:
+        """The row for the dead-letter topic, with its last error; marked dead once sent."""
         headers = [
             ("x-dead-letter-error", b"OutboxPublishError"),
             ("x-dead-letter-reason", (row["last_error"] or "").encode()),
@@ -272,19 +317,8 @@ class OutboxRelay:
         cut = min(16 * 1024, self.settings.kafka_producer_max_request_bytes // 2)
         value = row["payload"].encode()[:cut]
         key = row["aggregateid"].encode() if row["aggregateid"] is not None else None
-        try:
-            await (
-                await producer.send(
-                    self.settings.dead_letter_topic, value, key=key, headers=headers
-                )
-            )
-        except KafkaError as error:
-            logger.error("Outbox row %s could not be dead-lettered either: %r", row["id"], error)
-            return False
-        await connection.execute(DEAD, row["position"])
-        self.metrics.dead_lettered.inc()
-        logger.error("Outbox row %s dead-lettered: %s", row["id"], row["last_error"])
-        return True
+        topic = self.settings.dead_letter_topic
+        return {"topic": topic, "value": value, "key": key, "headers": headers}
 
     async def _housekeeping(self) -> None:
         """Once a second (not every round: a busy relay's rounds are milliseconds apart),
@@ -330,7 +364,9 @@ class OutboxRelay:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 client_id=f"{self.settings.service_id}-outbox",
-                **{**clients.producer(self.settings), "acks": "all", "enable_idempotence": True},
+                transactional_id=f"{self.settings.service_id}-outbox",
+                transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+                **{**clients.producer(self.settings), "acks": "all"},
                 **aiokafka_security(self.settings),
             )
             try:
@@ -340,3 +376,14 @@ class OutboxRelay:
                 raise
             self.producer = producer
         return self.producer
+
+    async def _drop_producer(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(producer.stop(), CONNECT_SECONDS)
+
+
+def _retriable(error: BaseException) -> bool:
+    """Kafka away (or slow), not refusing the record: try the whole round again later."""
+    return bool(getattr(error, "retriable", False)) or isinstance(error, TimeoutError)

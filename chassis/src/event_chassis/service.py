@@ -180,6 +180,7 @@ class Service:
                 batch_timeout_ms=client["fetch_wait_ms"],
                 ack_policy=AckPolicy.MANUAL,  # explicit offsets, see `partitions`
                 auto_offset_reset=client["auto_offset_reset"],
+                isolation_level=client["isolation_level"],
                 heartbeat_interval_ms=client["heartbeat_interval_ms"],
                 session_timeout_ms=client["session_timeout_ms"],
                 max_poll_interval_ms=client["max_poll_interval_ms"],
