@@ -152,7 +152,8 @@ class OutboxRelay:
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        """Finish the round in hand (bounded by the shut-down grace), then close."""
+        """Publish what was committed before the stop (bounded by the shut-down grace):
+        the service stops its consumers first, so their last rows leave with it."""
         self.stopping = True
         self.wake.set()
         if self._task is not None:
@@ -165,7 +166,8 @@ class OutboxRelay:
 
     async def run(self) -> None:
         backoff = 0.25
-        while not self.stopping:
+        while True:
+            draining = self.stopping  # asked before this round began: it is a last one
             try:
                 await self._connect()
                 published = await self.round()
@@ -176,11 +178,15 @@ class OutboxRelay:
                 else:
                     logger.exception("Outbox relay: unexpected %r; again in %.1fs", error, backoff)
                 await self._disconnect()  # its locks go with it; claimed again later
+                if self.stopping:
+                    return  # the rows wait for the next relay
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
             backoff = 0.25
-            if published < self.settings.outbox_batch_size:
+            if draining and published < self.settings.outbox_batch_size:
+                return  # drained
+            if published < self.settings.outbox_batch_size and not self.stopping:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.settings.outbox_poll_seconds)
                 self.wake.clear()
