@@ -13,7 +13,7 @@ from pathlib import Path
 from cookiecutter.main import cookiecutter
 
 from platform_deploy.new import chassis_requirement
-from platform_native import installer, services
+from platform_native import installer, services, versions
 
 REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".wheels"
@@ -67,6 +67,13 @@ def install_services(directories: list[Path]) -> list[Path]:
     wheels = wheelhouse()
     with ThreadPoolExecutor(max_workers=len(directories) or 1) as pool:
         return list(pool.map(lambda d: services.install(d, wheels=wheels), directories))
+
+
+def mypy_env(name: str) -> dict[str, str]:
+    """The environment for a mypy run whose cache, named ``name``, outlives the clone (as
+    CI keeps one): mypy rechecks a module whose path or contents changed, reuses the rest
+    (the libraries, mostly), so a run in a fresh clone takes a second, not half a minute."""
+    return {**os.environ, "MYPY_CACHE_DIR": str(versions.cache_dir() / "mypy" / name)}
 
 
 def run(

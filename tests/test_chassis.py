@@ -14,7 +14,7 @@ from platform_native import installer
 
 from . import report
 from .conftest import Platform
-from .rendering import REPO, all_passed, run
+from .rendering import REPO, all_passed, mypy_env, run
 
 CHASSIS = REPO / "chassis"
 
@@ -36,7 +36,7 @@ def test_ruff(python: Path) -> None:
 
 
 def test_mypy_strict(python: Path) -> None:
-    run([str(python), "-m", "mypy", "--strict", "src", "tests"], CHASSIS)
+    run([str(python), "-m", "mypy", "--strict", "src", "tests"], CHASSIS, env=mypy_env("chassis"))
 
 
 def test_unit_tests_pass(python: Path) -> None:

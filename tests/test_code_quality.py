@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from .rendering import REPO, run
+from .rendering import REPO, mypy_env, run
 
 PYTHON = sys.executable
 OWN_CODE = ["infrastructure", "tests", "bench"]
@@ -20,4 +20,4 @@ def test_ruff() -> None:
 
 
 def test_mypy_strict() -> None:
-    run([PYTHON, "-m", "mypy"], REPO)  # the files and options are in mypy.ini
+    run([PYTHON, "-m", "mypy"], REPO, env=mypy_env("repository"))  # files, options: mypy.ini

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .rendering import all_passed, install, render, run
+from .rendering import all_passed, install, mypy_env, render, run
 
 COMBINATIONS: dict[str, dict[str, str]] = {
     # The defaults: value-architect with its HTTP API.
@@ -104,8 +104,9 @@ def test_ruff(service: Path, python: Path) -> None:
     run([str(python), "-m", "ruff", "format", "--check", "."], service)
 
 
-def test_mypy_strict(service: Path, python: Path) -> None:
-    run([str(python), "-m", "mypy", "--strict", "src", "tests"], service)
+def test_mypy_strict(request: pytest.FixtureRequest, service: Path, python: Path) -> None:
+    env = mypy_env(f"template-{request.node.callspec.params['service']}")
+    run([str(python), "-m", "mypy", "--strict", "src", "tests"], service, env=env)
 
 
 def test_own_test_suite_passes(service: Path, python: Path) -> None:
