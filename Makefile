@@ -47,10 +47,12 @@ $(WHEELS)/.built: $(VENV)/.installed $(CHASSIS_SOURCES)
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir $(WHEELS) ./chassis
 	touch $@
 
+# uv installs the packages: from a filled cache it takes seconds where pip took most of a
+# minute. pip installs uv itself, at the version requirements-dev.txt pins.
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check "$$(grep -o '^uv==[^ ]*' requirements-dev.txt)"
+	$(PY) -m uv pip install --quiet --python $(PY) --upgrade-package pip pip -r requirements-dev.txt
 	touch $@
 
 clean:
