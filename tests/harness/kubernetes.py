@@ -6,11 +6,11 @@ natively needs none of them; only ``make test`` does (the tests marked k8s).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from platform_native import progress
+from platform_native.build import build_many
 from tests.harness.helm import (
     HELM_VERSION,
     KUBECONFORM_VERSION,
@@ -37,11 +37,4 @@ API_SERVER: dict[str, tuple[str, Callable[[], Path]]] = {
 def build_kubernetes_tools(api_server: bool) -> dict[str, Path]:
     """Build (or find in the cache) Helm and kubeconform, and etcd + kube-apiserver if asked."""
     progress.say("==> building the Kubernetes tools")
-    wanted = {**TOOLS, **(API_SERVER if api_server else {})}
-    built = {}
-    for name, (version, build) in wanted.items():
-        started = time.monotonic()
-        built[name] = build()
-        took = progress.elapsed(time.monotonic() - started)
-        progress.say(f"    {name} {version}: {built[name]} ({took})")
-    return built
+    return build_many({**TOOLS, **(API_SERVER if api_server else {})})

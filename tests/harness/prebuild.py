@@ -10,34 +10,31 @@ needs the private Docker engine, which only its tests start.
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infrastructure" / "native"))
 
-from platform_native import progress
-from platform_native.__main__ import build_all
-from tests.harness import actionlint
+from platform_native import progress, versions
+from platform_native.build import BUILDS_AT_ONCE, Build, build_many
+from platform_native.servers import BUILDS
+from tests.harness import actionlint, kubernetes
 from tests.harness.docker import compose
-from tests.harness.kubernetes import build_kubernetes_tools
 
-TOOLS: dict[str, tuple[str, Callable[[], Path]]] = {
+TOOLS: dict[str, Build] = {
     "docker-compose": (compose.VERSION, compose.build_plugins),
     "actionlint": (actionlint.VERSION, actionlint.build_actionlint),
 }
 
 
 def main() -> None:
-    build_all()
-    build_kubernetes_tools(api_server=True)
-    progress.say("==> building the other test tools")
-    for name, (version, build) in TOOLS.items():
-        started = time.monotonic()
-        path = build()
-        progress.say(
-            f"    {name} {version}: {path} ({progress.elapsed(time.monotonic() - started)})"
-        )
+    pinned = versions.pinned_versions()
+    servers = {name: (pinned[name], build) for name, build in BUILDS.items()}
+    progress.say(
+        f"==> building the servers and the test tools, {BUILDS_AT_ONCE} at a time "
+        f"(cache: {versions.cache_dir()})"
+    )
+    # kube-apiserver first: the longest build should not be the one left running alone.
+    build_many({**kubernetes.API_SERVER, **servers, **kubernetes.TOOLS, **TOOLS})
 
 
 if __name__ == "__main__":

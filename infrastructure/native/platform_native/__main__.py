@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from platform_native import alert_rules, progress, tls, versions
-from platform_native.build import BuildError
+from platform_native.build import BuildError, build_many
 from platform_native.processes import ProcessError, group_members, pid_alive, stop_process_group
 from platform_native.servers import (
     BUILDS,
@@ -91,13 +91,8 @@ def client_env(
 def build_all() -> dict[str, Path]:
     """Build (or find in the cache) every server, one line each with its time."""
     progress.say(f"==> building the servers (cache: {versions.cache_dir()})")
-    built = {}
-    for name, build in BUILDS.items():
-        started = time.monotonic()
-        built[name] = build()
-        took = progress.elapsed(time.monotonic() - started)
-        progress.say(f"    {name} {versions.pinned_versions()[name]}: {built[name]} ({took})")
-    return built
+    pinned = versions.pinned_versions()
+    return build_many({name: (pinned[name], build) for name, build in BUILDS.items()})
 
 
 def cmd_build(_args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ mistaken for a cached one. An flock makes concurrent callers (another
 terminal, another test run) wait for one build instead of racing.
 
 A build prints a line when it starts, one every ~15 s while it runs (or while
-it waits for another process's build), and one when it ends.
+it waits for another process's build), and one when it ends. :func:`build_many`
+runs several, two at a time.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -30,6 +32,9 @@ from typing import IO
 from platform_native import progress, versions
 
 LOG_TAIL_LINES = 30
+# Builds run two at a time: while one Go build downloads modules or links (one core), the
+# other compiles.
+BUILDS_AT_ONCE = 2
 
 
 class BuildError(RuntimeError):
@@ -150,3 +155,28 @@ def ensure(name: str, version: str, recipe: Recipe) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
         progress.say(f"    built {label} in {progress.elapsed(time.monotonic() - started)}")
     return target
+
+
+Build = tuple[str, Callable[[], Path]]  # (version, a function returning the artifact's path)
+
+
+def build_many(builds: Mapping[str, Build], at_once: int = BUILDS_AT_ONCE) -> dict[str, Path]:
+    """Build (or find in the cache) each of ``builds``, ``at_once`` at a time.
+
+    Prints ``    <name> <version>: <path> (<time>)`` as each one ends. The first failure
+    is raised once the builds already running end; the ones not started are dropped.
+    """
+
+    def one(name: str, version: str, build: Callable[[], Path]) -> Path:
+        started = time.monotonic()
+        path = build()
+        took = progress.elapsed(time.monotonic() - started)
+        progress.say(f"    {name} {version}: {path} ({took})")
+        return path
+
+    pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="build")
+    try:
+        running = {name: pool.submit(one, name, *build) for name, build in builds.items()}
+        return {name: future.result() for name, future in running.items()}
+    finally:
+        pool.shutdown(cancel_futures=True)

@@ -20,9 +20,13 @@ HEARTBEAT_SECONDS = 15.0
 Writer = Callable[[str], None]
 
 
+_one_at_a_time = threading.Lock()  # builds run two at a time; their lines must not mix
+
+
 def say(line: str) -> None:
     """Print one progress line now (unbuffered, even when stdout is a pipe)."""
-    print(line, file=sys.stdout, flush=True)
+    with _one_at_a_time:
+        print(line, file=sys.stdout, flush=True)
 
 
 def elapsed(seconds: float) -> str:
