@@ -26,6 +26,7 @@ from platform_native.servers import free_ports
 
 from .charts import chassis_python, one, package_of, pod_environment, template
 from .conftest import Platform
+from .kafka_clients import create_topics
 from .rendering import render
 
 pytestmark = [pytest.mark.infra, pytest.mark.k8s]
@@ -50,7 +51,7 @@ def pod(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     # Topics and group of its own: the session's Kafka is shared with other tests.
     prefix = f"read-only-root-{uuid.uuid4().hex[:6]}"
     topics = {"consumesTopic": "requested", "producesTopic": "created", "deadLetterTopic": "dlq"}
-    platform.kafka.create_topics([f"{prefix}.{suffix}" for suffix in topics.values()])
+    create_topics(platform.kafka, [f"{prefix}.{suffix}" for suffix in topics.values()])
     objects = template(
         service / "chart",
         None,

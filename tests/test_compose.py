@@ -32,6 +32,7 @@ from tests.harness.docker.compose import build_plugins
 
 from .conftest import REPO, Platform
 from .docker_harness import Docker, shown
+from .kafka_clients import create_topics
 from .polling import eventually
 from .rendering import render
 
@@ -243,7 +244,7 @@ def test_the_services_go_up_against_the_native_platform_and_down_leaves_nothing(
             database_for(postgres, name, services_file.parent)
         prefix = f"compose-{name}-{secrets.token_hex(3)}"
         topics = [f"{prefix}.requested", f"{prefix}.created", f"{prefix}.dead-letter"]
-        platform.kafka.create_topics(topics, partitions=3)
+        create_topics(platform.kafka, topics, partitions=3)
         env[name] = {
             **platform.service_env(),
             "CONSUMES_TOPIC": topics[0],

@@ -31,7 +31,7 @@ from platform_native.services import ServiceInfo, passing_instances
 
 from .conftest import REPO, Platform
 from .docker_harness import Docker, build_like_ci, env_args, error_lines, shown
-from .kafka_clients import PARTITIONS, committed, end_offsets, read_until
+from .kafka_clients import PARTITIONS, committed, create_topics, end_offsets, read_until
 from .polling import eventually
 from .rendering import render
 
@@ -107,7 +107,7 @@ def container(
         "PRODUCES_TOPIC": f"{prefix}.created",
         "DEAD_LETTER_TOPIC": f"{prefix}.dead-letter",
     }
-    platform.kafka.create_topics(list(topics.values()), partitions=PARTITIONS)
+    create_topics(platform.kafka, list(topics.values()), partitions=PARTITIONS)
     port = free_ports(1)[0]
     env = {
         **platform.service_env(),

@@ -32,7 +32,7 @@ from platform_native.services import (
 from . import jaeger
 from .conftest import REPO, Platform
 from .jaeger import get_json
-from .kafka_clients import read_until
+from .kafka_clients import create_topics, read_until
 from .polling import eventually
 from .rendering import install_services, render
 
@@ -57,7 +57,7 @@ def services(
         infos = [ServiceInfo.read(render(root, **answers)) for answers in ({}, AUDITOR)]
         scripts = install_services([info.directory for info in infos])
         for info, script in zip(infos, scripts, strict=True):
-            platform.kafka.create_topics(info.topics, partitions=info.partitions)
+            create_topics(platform.kafka, info.topics, partitions=info.partitions)
             process = ServiceProcess(
                 info,
                 script,

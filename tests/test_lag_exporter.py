@@ -23,6 +23,7 @@ from platform_native.processes import listening_sockets
 from platform_native.servers import LagExporter, running
 
 from .conftest import Platform
+from .kafka_clients import create_topics
 
 READ = Offsets(
     brokers=1,
@@ -162,7 +163,7 @@ async def produce_and_commit(bootstrap: str, topic: str, group: str, sent: int, 
 @pytest.mark.infra
 def test_served_lag_matches_kafka(platform: Platform, exporter: LagExporter) -> None:
     topic, group = f"lag-{uuid.uuid4().hex[:6]}", f"lag-group-{uuid.uuid4().hex[:6]}"
-    platform.kafka.create_topics([topic], partitions=2)
+    create_topics(platform.kafka, [topic], partitions=2)
     asyncio.run(produce_and_commit(platform.kafka.bootstrap, topic, group, sent=25, read=10))
 
     def labels(**pairs: str) -> tuple[tuple[str, str], ...]:

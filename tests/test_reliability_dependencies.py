@@ -32,6 +32,7 @@ from platform_native.services import ServiceProcess
 
 from . import report
 from .conftest import Platform
+from .kafka_clients import create_topics
 from .rendering import Installed, render_and_install
 
 pytestmark = pytest.mark.reliability
@@ -53,8 +54,8 @@ def own_topics(platform: Platform, name: str) -> dict[str, str]:
         "DEAD_LETTER_TOPIC": f"{prefix}.dead-letter",
         "CONSUMER_GROUP": prefix,
     }
-    platform.kafka.create_topics(
-        [env["CONSUMES_TOPIC"], env["PRODUCES_TOPIC"], env["DEAD_LETTER_TOPIC"]]
+    create_topics(
+        platform.kafka, [env["CONSUMES_TOPIC"], env["PRODUCES_TOPIC"], env["DEAD_LETTER_TOPIC"]]
     )
     return env
 
@@ -256,7 +257,7 @@ def test_kafka_down_at_start(platform: Platform, architect: Installed, tmp_path:
         with servers.running(kafka):
             ready_after = wait_for(status_is(f"{process.url}/health/ready", 200), 90)
             info = architect.info
-            kafka.create_topics(list(info.topics), partitions=info.partitions)
+            create_topics(kafka, list(info.topics), partitions=info.partitions)
             with httpx.Client(timeout=10) as client:
                 api_when_up = client.post(f"{process.url}{API}", json=body).status_code
     finally:
@@ -309,7 +310,7 @@ def test_readiness_follows_kafka_going_down_and_coming_back(
     body = {"company_name": "c", "industry": "i"}
     with servers.running(kafka):
         info = architect.info
-        kafka.create_topics(list(info.topics), partitions=info.partitions)
+        create_topics(kafka, list(info.topics), partitions=info.partitions)
         env = platform.service_env(
             KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap,
             KAFKA_CHECK_INTERVAL_SECONDS="1",

@@ -39,7 +39,7 @@ from platform_native.services import ServiceInfo, ServiceProcess, install, wait_
 
 from . import jaeger, report
 from .conftest import Platform
-from .kafka_clients import committed, end_offsets, read_until
+from .kafka_clients import committed, create_topics, end_offsets, read_until
 from .rendering import render, wheelhouse
 
 pytestmark = pytest.mark.reliability
@@ -123,8 +123,10 @@ def fresh_topics(platform: Platform, name: str) -> Topics:
     """Topics and a consumer group of this test's own, so tests do not see each other's data."""
     prefix = f"reliability-{name}-{uuid.uuid4().hex[:6]}"
     topics = Topics(f"{prefix}.requested", f"{prefix}.created", f"{prefix}.dead-letter", prefix)
-    platform.kafka.create_topics(
-        [topics.requested, topics.created, topics.dead_letter], partitions=PARTITIONS
+    create_topics(
+        platform.kafka,
+        [topics.requested, topics.created, topics.dead_letter],
+        partitions=PARTITIONS,
     )
     return topics
 
@@ -359,7 +361,7 @@ def test_poison_messages_are_dead_lettered_and_the_consumer_goes_on(
 ) -> None:
     """Hypothesis batches on the real value-model.requested topic, one service process."""
     info = architect.info
-    platform.kafka.create_topics(info.topics, partitions=info.partitions)
+    create_topics(platform.kafka, info.topics, partitions=info.partitions)
     requested, created, dead_letter = info.topics
     group = "value-architect"
     bootstrap = platform.kafka.bootstrap

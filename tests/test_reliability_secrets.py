@@ -26,7 +26,7 @@ from platform_native.services import ServiceInfo, ServiceProcess, install
 
 from . import report
 from .conftest import Platform
-from .kafka_clients import read_until
+from .kafka_clients import create_topics, read_until
 from .postgres_clients import psql
 from .rendering import render, wheelhouse
 from .test_reliability_state import Writer, wait_ready
@@ -73,7 +73,7 @@ def run(platform: Platform, rig: Rig, seconds: float, label: str) -> None:
         "DEAD_LETTER_TOPIC": f"{name}.dead-letter",
         "CONSUMER_GROUP": name,
     }
-    platform.kafka.create_topics([v for k, v in topics.items() if k.endswith("_TOPIC")])
+    create_topics(platform.kafka, [v for k, v in topics.items() if k.endswith("_TOPIC")])
     rig.postgres.ensure_database(name)
     admin = openbao.PostgresAdmin(
         rig.postgres.address, SUPERUSER, rig.postgres.password_file.read_text().strip()

@@ -25,7 +25,7 @@ from platform_native.services import ServiceInfo, ServiceProcess, install
 
 from . import report
 from .conftest import Platform
-from .kafka_clients import read_until
+from .kafka_clients import create_topics, read_until
 from .postgres_clients import psql
 from .rendering import render, wheelhouse
 
@@ -109,7 +109,7 @@ class Case:
             "CONSUMER_GROUP": prefix,
         }
         topics = [v for k, v in self.topics.items() if k.endswith("_TOPIC")]
-        self.platform.kafka.create_topics(topics, partitions=PARTITIONS)
+        create_topics(self.platform.kafka, topics, partitions=PARTITIONS)
         self.dsn = self.postgres.ensure_database(prefix)
         self.url_file = self.postgres.databases().url_file(prefix)
 

@@ -24,7 +24,7 @@ from platform_native import configs
 from platform_native.probes import http_json
 from platform_native.servers import Consul, Kafka, running
 
-from .kafka_clients import produce_and_consume
+from .kafka_clients import create_topics, produce_and_consume
 
 pytestmark = pytest.mark.infra
 
@@ -52,7 +52,7 @@ def sasl_ssl(
 
 def test_sasl_ssl_with_the_right_password_produces_and_consumes(kafka: Kafka) -> None:
     topic = f"secured-{secrets.token_hex(4)}"
-    kafka.create_topics([topic], partitions=1)
+    create_topics(kafka, [topic], partitions=1)
     [(user, password)] = kafka.users.items()
 
     value = asyncio.run(produce_and_consume(topic, b"over TLS", **sasl_ssl(kafka, user, password)))
@@ -86,7 +86,7 @@ def test_a_client_that_does_not_trust_the_ca_is_refused(kafka: Kafka) -> None:
 
 def test_a_user_added_with_kafka_configs_can_connect(kafka: Kafka) -> None:
     topic = f"secured-{secrets.token_hex(4)}"
-    kafka.create_topics([topic], partitions=1)
+    create_topics(kafka, [topic], partitions=1)
     password = secrets.token_urlsafe(12)
 
     kafka.add_user("orders-service", password)

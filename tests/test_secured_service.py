@@ -26,7 +26,7 @@ from platform_native.servers import Consul, Kafka, running
 from platform_native.services import ServiceInfo, ServiceProcess, install
 
 from . import report
-from .kafka_clients import read_until
+from .kafka_clients import create_topics, read_until
 from .rendering import render, wheelhouse
 
 pytestmark = pytest.mark.reliability
@@ -71,7 +71,7 @@ def topics(kafka: Kafka, name: str) -> dict[str, str]:
         "DEAD_LETTER_TOPIC": f"{prefix}.dead-letter",
         "CONSUMER_GROUP": prefix,
     }
-    kafka.create_topics([env["CONSUMES_TOPIC"], env["PRODUCES_TOPIC"], env["DEAD_LETTER_TOPIC"]])
+    create_topics(kafka, [env["CONSUMES_TOPIC"], env["PRODUCES_TOPIC"], env["DEAD_LETTER_TOPIC"]])
     return env
 
 

@@ -32,6 +32,7 @@ from platform_native.services import ServiceInfo, ServiceProcess, wait_until_pas
 
 from . import jaeger
 from .conftest import Platform
+from .kafka_clients import create_topics
 from .polling import eventually
 from .rendering import install_services, render
 from .telemetry import (
@@ -103,7 +104,7 @@ def chain(
         handlers.write_text(handlers.read_text() + FLAKY_DEPENDENCY)
         scripts = install_services([info.directory for info in infos])
         for info, script in zip(infos, scripts, strict=True):
-            platform.kafka.create_topics(info.topics, partitions=info.partitions)
+            create_topics(platform.kafka, info.topics, partitions=info.partitions)
             started[info.name] = ServiceProcess(
                 info,
                 script,

@@ -53,6 +53,7 @@ from platform_native.services import ServiceInfo, ServiceProcess, install
 
 from . import report
 from .conftest import Platform
+from .kafka_clients import create_topics
 from .polling import eventually
 from .rendering import render, wheelhouse
 from .telemetry import json_line_problems
@@ -97,7 +98,7 @@ def service(
         "DEAD_LETTER_TOPIC": f"{prefix}.dead-letter",
         "CONSUMER_GROUP": prefix,
     }
-    platform.kafka.create_topics(list(topics.values())[:3], partitions=info.partitions)
+    create_topics(platform.kafka, list(topics.values())[:3], partitions=info.partitions)
     env = platform.service_env(
         OTEL_EXPORTER_OTLP_ENDPOINT=backends.collector.otlp_http,
         CONSUL_ENABLED="false",
