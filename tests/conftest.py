@@ -10,7 +10,9 @@ at exit.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,8 @@ from platform_native import servers  # noqa: E402
 # against 11.5 s, one broker measured) and idling at half. Brokers of deploy-all.sh keep
 # the full JIT. A KAFKA_OPTS of the caller's wins.
 os.environ.setdefault("KAFKA_OPTS", "-XX:TieredStopAtLevel=1")
+
+_RENDERS_MADE = pytest.StashKey[Path]()
 
 # The report of what the reliability tests measured (see tests/report.py); pytester
 # runs pytest inside the tests of that report. The `docker` fixture: a private
@@ -129,3 +133,22 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             build_all()
         if kubernetes:  # the API server only for the tests that run it
             build_kubernetes_tools(any(item.get_closest_marker("infra") for item in kubernetes))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's shared renderings (tests/rendering.py): made by the main process, so
+    its xdist workers, which inherit the environment, share one folder."""
+    from tests.rendering import RENDERS
+
+    if not hasattr(config, "workerinput") and RENDERS not in os.environ:
+        os.environ[RENDERS] = tempfile.mkdtemp(prefix="event-platform-renders-")
+        config.stash[_RENDERS_MADE] = Path(os.environ[RENDERS])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from tests.rendering import RENDERS
+
+    made = config.stash.get(_RENDERS_MADE, None)
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+        os.environ.pop(RENDERS, None)
