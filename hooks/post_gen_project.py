@@ -27,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -246,5 +247,14 @@ repository, ./deploy-all.sh starts it with everything it needs.
     )
 
 
+def remove_this_copy() -> None:
+    """cookiecutter runs a rendered copy of this hook from the temporary folder and leaves
+    it there (cookiecutter 2.7's hooks.run_script_with_context): remove that copy."""
+    here = Path(__file__).resolve()
+    if here.parent == Path(tempfile.gettempdir()).resolve() and here.name.startswith("tmp"):
+        here.unlink(missing_ok=True)
+
+
 if __name__ == "__main__":
+    remove_this_copy()
     main()

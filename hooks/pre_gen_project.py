@@ -10,6 +10,8 @@ import json
 import keyword
 import re
 import sys
+import tempfile
+from pathlib import Path
 
 ANSWERS: dict[str, object] = json.loads({{ cookiecutter | jsonify | tojson }})
 
@@ -125,5 +127,14 @@ def main() -> int:
     return 1 if found else 0
 
 
+def remove_this_copy() -> None:
+    """cookiecutter runs a rendered copy of this hook from the temporary folder and leaves
+    it there (cookiecutter 2.7's hooks.run_script_with_context): remove that copy."""
+    here = Path(__file__).resolve()
+    if here.parent == Path(tempfile.gettempdir()).resolve() and here.name.startswith("tmp"):
+        here.unlink(missing_ok=True)
+
+
 if __name__ == "__main__":
+    remove_this_copy()
     sys.exit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,16 @@ def test_good_answers_print_next_steps(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Next steps" in result.stdout
     assert (tmp_path / "order-intake" / "src" / "order_intake" / "service.py").exists()
+
+
+@pytest.mark.parametrize("answer", ["service_name=order-intake", "http_port=80"])
+def test_the_hooks_leave_no_copy_in_the_temporary_folder(tmp_path: Path, answer: str) -> None:
+    """cookiecutter runs each hook from a rendered copy in the temporary folder and leaves
+    it there; the hooks remove theirs (each rendering had left two files in /tmp)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "TMPDIR": str(temporary)}
+    result = run_cookiecutter_cli(tmp_path / "out", answer, env=env)
+
+    assert (result.returncode == 0) == answer.startswith("service_name"), result.stderr
+    assert list(temporary.iterdir()) == []
