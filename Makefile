@@ -48,11 +48,13 @@ $(WHEELS)/.built: $(VENV)/.installed $(CHASSIS_SOURCES)
 	touch $@
 
 # uv installs the packages: from a filled cache it takes seconds where pip took most of a
-# minute. pip installs uv itself, at the version requirements-dev.txt pins.
+# minute. pip installs uv itself, at the version requirements-dev.txt pins. uv reads its
+# own settings, not pip's: pip's find-links and index are passed on (as the installer does).
+UV_PIP_SETTINGS := $(foreach folder,$(PIP_FIND_LINKS),--find-links=$(folder)) $(if $(PIP_INDEX_URL),--index-url=$(PIP_INDEX_URL))
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$$(grep -o '^uv==[^ ]*' requirements-dev.txt)"
-	$(PY) -m uv pip install --quiet --python $(PY) --upgrade-package pip pip -r requirements-dev.txt
+	$(PY) -m uv pip install --quiet --python $(PY) $(UV_PIP_SETTINGS) --upgrade-package pip pip -r requirements-dev.txt
 	touch $@
 
 clean:

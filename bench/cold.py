@@ -84,6 +84,10 @@ def main() -> int:
         for kind in ("cold", "warm"):  # warm: a fresh clone again, with the caches the first filled
             clone = root / f"main-{kind}"
             subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+            # Both runs test the commit named in the report, even if HEAD moved meanwhile.
+            subprocess.run(
+                ["git", "-C", str(clone), "reset", "--quiet", "--hard", commit], check=True
+            )
             runs[kind] = make_test(clone, env, kind)
         chassis = tomllib.loads((clone / "chassis" / "pyproject.toml").read_text())["project"]
     cold, warm = runs["cold"], runs["warm"]
