@@ -10,42 +10,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
+from platform_deploy.topics import create_missing_topics
 from platform_native.servers import Kafka
 
 PARTITIONS = 3  # of the topics the tests create
-TOPIC_ALREADY_EXISTS = 36  # Kafka's error code
 
 
 def create_topics(kafka: Kafka, names: Sequence[str], partitions: int = PARTITIONS) -> None:
-    """Create topics as ``Kafka.create_topics`` does (existing ones are left alone), in one
-    request from this process.
+    """Create the missing topics, replicated as the cluster allows, as ./deploy-all.sh does
+    (platform_deploy.topics), in one admin request from this process.
 
     ``Kafka.create_topics`` runs Kafka's TopicCommand, a JVM per topic, since
     platform_native needs nothing beyond the standard library. Those JVMs took 142 s of
     CPU in one `make test`, 6 % of all it used.
     """
-
-    async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-        await admin.start()
-        try:
-            configs = {"min.insync.replicas": "2"} if kafka.replication >= 3 else {}
-            topics = [
-                NewTopic(name, partitions, kafka.replication, topic_configs=configs)
-                for name in dict.fromkeys(names)
-            ]
-            response = await admin.create_topics(topics)
-        finally:
-            await admin.close()
-        failed = [
-            error for error in response.topic_errors if error[1] not in {0, TOPIC_ALREADY_EXISTS}
-        ]
-        assert not failed, f"creating {list(names)} on {kafka.bootstrap}: {failed}"
-
-    asyncio.run(create())
+    asyncio.run(create_missing_topics(kafka.bootstrap, dict.fromkeys(names, partitions)))
 
 
 async def produce_and_consume(topic: str, payload: bytes, **client: Any) -> bytes:

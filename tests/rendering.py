@@ -48,21 +48,23 @@ def render(output_dir: Path, **answers: str) -> Path:
     answers = {"chassis_requirement": chassis_requirement(), **answers}
     shared = os.environ.get(RENDERS)
     if not shared:
-        return Path(
-            cookiecutter(
-                str(REPO), no_input=True, output_dir=str(output_dir), extra_context=answers
-            )
-        )
+        return _cookiecutter(output_dir, answers)
     key = hashlib.sha256(json.dumps(answers, sort_keys=True).encode()).hexdigest()[:16]
     rendered = Path(shared) / key
     with (Path(shared) / f"{key}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be rendering the same
         if not rendered.is_dir():
             staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=shared))
-            cookiecutter(str(REPO), no_input=True, output_dir=str(staging), extra_context=answers)
+            _cookiecutter(staging, answers)
             staging.rename(rendered)
     [service] = list(rendered.iterdir())
     return Path(shutil.copytree(service, output_dir / service.name, symlinks=True))
+
+
+def _cookiecutter(output_dir: Path, answers: dict[str, str]) -> Path:
+    return Path(
+        cookiecutter(str(REPO), no_input=True, output_dir=str(output_dir), extra_context=answers)
+    )
 
 
 def run_cookiecutter_cli(

@@ -15,7 +15,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from platform_deploy.discovery import discover
 
 
-async def _create_topics(bootstrap: str, wanted: dict[str, int]) -> list[str]:
+async def create_missing_topics(bootstrap: str, wanted: dict[str, int]) -> list[str]:
+    """Create those of ``wanted`` (name: partitions) that are missing; return their names."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
     await admin.start()
     try:
@@ -39,5 +40,5 @@ def create_declared_topics(services_dir: Path, bootstrap: str) -> str:
     for info in discover(services_dir):
         for topic in info.topics:
             wanted[topic] = max(wanted.get(topic, 0), info.partitions)
-    created = asyncio.run(_create_topics(bootstrap, wanted))
+    created = asyncio.run(create_missing_topics(bootstrap, wanted))
     return f"topics: {len(wanted)} declared, {len(created)} created {' '.join(created)}".rstrip()
